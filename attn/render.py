@@ -1,0 +1,196 @@
+"""Exact views of a mask at any length, without ever building the N x N matrix.
+
+The tile overview cuts the N x N mask into T x T tiles and counts, exactly, the
+allowed pairs in each tile. For rules whose rows are unions of intervals the count
+comes from the interval end points alone: the number of allowed keys of a row below
+x is a piecewise-linear function of x, so summing it over a tile row at the tile
+boundaries needs only a histogram of the end points (O(N·S + T²) work).
+Rules known only as a predicate are evaluated densely in row chunks (exact, slower).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .masks import DENSE_MAX_N, MaskRule, count_progression_below, disjoint_intervals
+
+# Rows per chunk: bounds the working memory of the interval and progression paths.
+_ROW_CHUNK = 16384
+_PROG_CHUNK = 2048
+# Largest N evaluated densely (in chunks) for rules without an interval form.
+PREDICATE_MAX_N = DENSE_MAX_N
+
+
+@dataclass(frozen=True)
+class TileOverview:
+    """counts: int64 (T, T), allowed (query, key) pairs per tile; edges: int64 (T+1,),
+    the token boundaries of the tiles (the same for queries and keys)."""
+
+    rule_label: str
+    n: int
+    tile_size: int
+    edges: np.ndarray
+    counts: np.ndarray
+
+    @property
+    def tiles(self) -> int:
+        return len(self.edges) - 1
+
+    @property
+    def areas(self) -> np.ndarray:
+        sizes = np.diff(self.edges)
+        return sizes[:, None] * sizes[None, :]
+
+    @property
+    def fractions(self) -> np.ndarray:
+        """float64 (T, T): fraction of allowed pairs per tile, in [0, 1]."""
+        return self.counts / self.areas
+
+
+def tile_edges(n: int, tiles: int, tile_size: int | None = None) -> tuple[int, np.ndarray]:
+    """Tile size (ceil(n / tiles) unless given) and the boundaries; the last tile may be shorter."""
+    if not isinstance(tiles, (int, np.integer)) or tiles < 1:
+        raise ValueError(f"The number of tiles must be a positive whole number, got {tiles!r}.")
+    size = tile_size or -(-n // min(tiles, n))
+    edges = np.minimum(np.arange(0, n + size, size, dtype=np.int64), n)
+    edges = np.unique(edges)
+    return size, edges
+
+
+def _chunks(n: int, size: int):
+    for lo in range(0, n, size):
+        yield np.arange(lo, min(lo + size, n), dtype=np.int64)
+
+
+def _piecewise_linear_sums(row_of: np.ndarray, points: np.ndarray, edges: np.ndarray, rows: int) -> np.ndarray:
+    """For each tile row r and boundary x_c: sum over points y of rows r of max(0, x_c - y).
+
+    row_of, points: int64 (M,). Returns int64 (rows, C) with C = len(edges).
+    """
+    c_len = len(edges)
+    first = np.searchsorted(edges, points, side="right")  # first boundary index with x_c > y
+    keep = first < c_len
+    flat = row_of[keep] * c_len + first[keep]
+    count = np.bincount(flat, minlength=rows * c_len).reshape(rows, c_len).cumsum(axis=1)
+    total = np.bincount(flat, weights=points[keep], minlength=rows * c_len).reshape(rows, c_len)
+    # Sums of positions stay below 2**53 for N <= 131072, so float64 weights are exact.
+    total = np.rint(total).astype(np.int64).cumsum(axis=1)
+    return edges[None, :] * count - total
+
+
+def tile_overview(rule: MaskRule, n: int, tiles: int = 512, tile_size: int | None = None) -> TileOverview:
+    """Exact allowed-pair counts of `rule` on T x T tiles of the n x n mask
+    (tiles of ceil(n / tiles) tokens, or of `tile_size` tokens when given)."""
+    rule.check_length(n)
+    size, edges = tile_edges(n, tiles, tile_size)
+    t = len(edges) - 1
+    if not rule.has_intervals:
+        return TileOverview(rule.label, n, size, edges, _tiles_by_predicate(rule, n, edges))
+    # cumulative[r, c] = allowed pairs with query in tile row r and key < edges[c].
+    cumulative = np.zeros((t, t + 1), dtype=np.int64)
+    chunk = _PROG_CHUNK if rule.row_keys(np.zeros(1, np.int64), n).has_progressions else _ROW_CHUNK
+    for q in _chunks(n, chunk):
+        keys = rule.row_keys(q, n)
+        tile_row = np.searchsorted(edges, q, side="right") - 1
+        s, e = disjoint_intervals(keys.starts, keys.ends)
+        nonempty = e > s
+        row_of = np.broadcast_to(tile_row[:, None], s.shape)[nonempty]
+        cumulative += _piecewise_linear_sums(row_of, s[nonempty], edges, t)
+        cumulative -= _piecewise_linear_sums(row_of, e[nonempty], edges, t)
+        if keys.has_progressions:
+            below = count_progression_below(
+                keys.prog_start[:, :, None], keys.prog_stop[:, :, None], keys.prog_step[:, :, None], edges[None, None, :]
+            ).sum(axis=1)  # (R, C)
+            cumulative += _sum_by_row(below, tile_row, t)
+    return TileOverview(rule.label, n, size, edges, np.diff(cumulative, axis=1))
+
+
+def _sum_by_row(values: np.ndarray, tile_row: np.ndarray, t: int) -> np.ndarray:
+    out = np.zeros((t, values.shape[1]), dtype=np.int64)
+    np.add.at(out, tile_row, values)
+    return out
+
+
+def _tiles_by_predicate(rule: MaskRule, n: int, edges: np.ndarray) -> np.ndarray:
+    if n > PREDICATE_MAX_N:
+        raise ValueError(
+            f"{rule.label} is known only as a predicate, so its overview is counted pair by pair; "
+            f"that stops at N = {PREDICATE_MAX_N}."
+        )
+    t = len(edges) - 1
+    counts = np.zeros((t, t), dtype=np.int64)
+    keys = torch.arange(n)
+    for r in range(t):
+        q = torch.arange(int(edges[r]), int(edges[r + 1]))
+        rows = rule.allowed(q[:, None], keys[None, :]).sum(dim=0).numpy()  # (n,) per key
+        counts[r] = np.add.reduceat(rows, edges[:-1])
+    return counts
+
+
+def row_counts(rule: MaskRule, n: int) -> np.ndarray:
+    """int64 (n,): number of keys each query may attend to."""
+    rule.check_length(n)
+    if not rule.has_intervals:
+        if n > PREDICATE_MAX_N:
+            raise ValueError(f"{rule.label} is known only as a predicate; counting stops at N = {PREDICATE_MAX_N}.")
+        out = np.zeros(n, dtype=np.int64)
+        keys = torch.arange(n)
+        for q in _chunks(n, 1024):
+            out[q] = rule.allowed(torch.from_numpy(q)[:, None], keys[None, :]).sum(dim=1).numpy()
+        return out
+    out = np.zeros(n, dtype=np.int64)
+    for q in _chunks(n, _ROW_CHUNK):
+        keys = rule.row_keys(q, n)
+        s, e = disjoint_intervals(keys.starts, keys.ends)
+        out[q] = (e - s).sum(axis=1)
+        if keys.has_progressions:
+            out[q] += count_progression_below(keys.prog_start, keys.prog_stop, keys.prog_step, n).sum(axis=1)
+    return out
+
+
+@dataclass(frozen=True)
+class MaskStats:
+    n: int
+    allowed_pairs: int
+    min_keys: int
+    max_keys: int
+    mean_keys: float
+    density_vs_full: float  # allowed / n²
+    density_vs_causal: float  # allowed / (n(n+1)/2): the share of causal attention's work
+    blocks_touched: int  # 128 x 128 blocks with at least one allowed pair
+    blocks_total: int
+    block_size: int = 128
+
+    def useful_flops(self, head_dim: int = 64) -> int:
+        """Per head and sequence: q·k and p·v cost 2·d multiply-adds each per allowed pair."""
+        return 4 * head_dim * self.allowed_pairs
+
+    def executed_flops_blocks(self, head_dim: int = 64) -> int:
+        """What a block-sparse kernel (FlexAttention, 128 x 128 blocks) computes: every touched block in full."""
+        return 4 * head_dim * self.blocks_touched * self.block_size**2
+
+
+def mask_stats(rule: MaskRule, n: int, block_size: int = 128) -> MaskStats:
+    counts = row_counts(rule, n)
+    allowed = int(counts.sum())
+    blocks = tile_overview(rule, n, tile_size=block_size)
+    return MaskStats(
+        n=n,
+        allowed_pairs=allowed,
+        min_keys=int(counts.min()),
+        max_keys=int(counts.max()),
+        mean_keys=float(counts.mean()),
+        density_vs_full=allowed / n**2,
+        density_vs_causal=allowed / (n * (n + 1) // 2),
+        blocks_touched=int((blocks.counts > 0).sum()),
+        blocks_total=blocks.tiles**2,
+        block_size=block_size,
+    )
+
+
+def dense_numpy(rule: MaskRule, n: int) -> np.ndarray:
+    """uint8 (n, n) 0/1 matrix, for exports."""
+    return rule.dense(n).numpy().astype(np.uint8)
