@@ -88,6 +88,7 @@ class MaskRule:
     row_keys_fn: Callable[[np.ndarray, int], RowKeys] | None = field(default=None, compare=False, repr=False)
     n: int | None = None
     causal: bool = False
+    has_progressions: bool = False  # rows hold strided key sets, not only intervals
 
     # -- description
     @property
@@ -166,8 +167,8 @@ def _ints(name: str, values, minimum: int = 0) -> tuple[int, ...]:
     return out
 
 
-def _rule(name, params, mask_mod, row_keys_fn=None, n=None, causal=False) -> MaskRule:
-    return MaskRule(name, tuple(params.items()), mask_mod, row_keys_fn, n, causal)
+def _rule(name, params, mask_mod, row_keys_fn=None, n=None, causal=False, progressions=False) -> MaskRule:
+    return MaskRule(name, tuple(params.items()), mask_mod, row_keys_fn, n, causal, progressions)
 
 
 def _col(x: np.ndarray) -> np.ndarray:
@@ -280,7 +281,8 @@ def dilated(window: int, dilation: int, causal: bool = True) -> MaskRule:
         empty = np.zeros((len(q), 0), dtype=np.int64)
         return RowKeys(empty, empty, _col(first), _col(hi), np.full((len(q), 1), dilation, dtype=np.int64))
 
-    return _rule("dilated", {"window": window, "dilation": dilation, "causal": causal}, mask_mod, rows, causal=causal)
+    params = {"window": window, "dilation": dilation, "causal": causal}
+    return _rule("dilated", params, mask_mod, rows, causal=causal, progressions=True)
 
 
 def local_global(window: int, global_tokens, causal: bool = False) -> MaskRule:
@@ -418,7 +420,7 @@ def strided(stride: int) -> MaskRule:
             _col(lo), _col(hi), _col(q % stride), _col(lo), np.full((len(q), 1), stride, dtype=np.int64)
         )
 
-    return _rule("strided", {"stride": stride}, mask_mod, rows, causal=True)
+    return _rule("strided", {"stride": stride}, mask_mod, rows, causal=True, progressions=True)
 
 
 def chunked(chunk: int, causal: bool = True) -> MaskRule:
@@ -505,7 +507,7 @@ def not_mask(rule: MaskRule) -> MaskRule:
         return ~rule.mask_mod(b, h, q, k)
 
     rows = None
-    if rule.has_intervals:
+    if _interval_rows(rule):
 
         def rows(q, n):
             keys = _interval_only(rule, q, n)
@@ -516,6 +518,11 @@ def not_mask(rule: MaskRule) -> MaskRule:
             return RowKeys(gap_starts, np.maximum(gap_ends, gap_starts))
 
     return MaskRule(f"not({rule.label})", (), mask_mod, rows, rule.n, False)
+
+
+def _interval_rows(rule: MaskRule) -> bool:
+    """Combinators stay exact and fast only over rules whose rows are plain intervals."""
+    return rule.has_intervals and not rule.has_progressions
 
 
 def _interval_only(rule: MaskRule, q, n) -> RowKeys:
@@ -544,7 +551,7 @@ def _combine(op: str, rules) -> MaskRule:
         return out
 
     rows = None
-    if all(r.has_intervals for r in rules):
+    if all(_interval_rows(r) for r in rules):
 
         def rows(q, n):
             if op == "or":

@@ -1,0 +1,42 @@
+# Two commands on a fresh machine: `make run` (install + start the app) and `make test`.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PORT   ?= 8501
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: run test install install-dev browser bench-render clean
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: requirements.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+run: install
+	$(VENV)/bin/streamlit run app.py --server.port $(PORT)
+
+# Browser tests drive Debian's Chromium (Playwright's own download does not work here).
+browser:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q chromium; \
+	  elif command -v sudo >/dev/null; then sudo apt-get update -q && sudo apt-get install -y -q chromium; \
+	  else echo "Chromium missing: install Debian's 'chromium' package for the browser tests."; fi; \
+	fi
+
+test: install-dev browser
+	$(PY) -m pytest
+
+bench-render: install
+	$(PY) -m attn bench-render --json assets/bench/render_cpu.json
+
+clean:
+	rm -rf $(VENV) .pytest_cache test-artifacts

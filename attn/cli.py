@@ -1,0 +1,121 @@
+"""Command line: `python -m attn mask ...` (stable flags; scripts and checks rely on them)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+from . import masks
+from .presets import PATTERN_INFO, default_params
+from .render import dense_numpy, mask_csv, mask_stats, tile_overview
+from .state import parse_int_list
+
+JSON_DENSE_MAX_N = 4096
+
+
+def _int_list(what):
+    def parse(text):
+        try:
+            return parse_int_list(text, what)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    return parse
+
+
+def _add_rule_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pattern", required=True, choices=masks.PATTERNS)
+    p.add_argument("--n", type=int, required=True, help="sequence length")
+    p.add_argument("--window", type=int)
+    p.add_argument("--dilation", type=int)
+    p.add_argument("--global", dest="global_tokens", type=_int_list("global token"), help="comma list of indices")
+    p.add_argument("--random", dest="random_blocks", type=int, help="random key blocks per query block (BigBird)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--block", type=int, help="BigBird block size")
+    p.add_argument("--stride", type=int)
+    p.add_argument("--chunk", type=int)
+    p.add_argument("--sinks", type=int)
+    p.add_argument("--prefix", type=int)
+    p.add_argument("--docs", dest="lengths", type=_int_list("document length"), help="comma list of lengths")
+    p.add_argument("--causal", dest="causal", action="store_true", default=None, help="AND the pattern with causal")
+    p.add_argument("--bidirectional", dest="causal", action="store_false", help="do not AND with causal")
+
+
+def rule_from_args(args) -> masks.MaskRule:
+    """Explicit flags win; the pattern's documented defaults fill the rest."""
+    params = default_params(args.pattern, args.n)
+    for name in PATTERN_INFO[args.pattern].params:
+        value = getattr(args, name, None)
+        if value is not None:
+            params[name] = value
+    return masks.build(args.pattern, args.n, **params)
+
+
+def cmd_mask(args) -> int:
+    rule = rule_from_args(args)
+    n = args.n
+    if args.format == "json":
+        out = {"pattern": rule.name, "params": _jsonable(rule.param_dict), "label": rule.label, "n": n}
+        stats = mask_stats(rule, n)
+        out["allowed_pairs"] = stats.allowed_pairs
+        out["min_keys"], out["max_keys"] = stats.min_keys, stats.max_keys
+        if args.tiles:
+            ov = tile_overview(rule, n, args.tiles)
+            out["tile_size"] = ov.tile_size
+            out["tiles"] = np.round(ov.fractions, 9).tolist()
+            out["tile_counts"] = ov.counts.tolist()
+        else:
+            if n > JSON_DENSE_MAX_N:
+                raise ValueError(f"A full JSON mask stops at N = {JSON_DENSE_MAX_N}; add --tiles 512 for an exact overview.")
+            out["mask"] = dense_numpy(rule, n).tolist()
+        _write_text(json.dumps(out, separators=(",", ":")), args.out)
+    elif args.format in ("csv", "npy"):
+        if n > JSON_DENSE_MAX_N:
+            raise ValueError(f"CSV and NPY exports stop at N = {JSON_DENSE_MAX_N} (a {n}×{n} matrix is too large).")
+        m = dense_numpy(rule, n)
+        if args.format == "csv":
+            _write_text(mask_csv(m).decode().rstrip("\n"), args.out)
+        else:
+            if not args.out:
+                raise ValueError("--format npy needs --out FILE.")
+            np.save(args.out, m)
+    else:  # png
+        if not args.out:
+            raise ValueError("--format png needs --out FILE.")
+        from .pictures import mask_png
+
+        with open(args.out, "wb") as f:
+            f.write(mask_png(rule, n, args.tiles or 512))
+    return 0
+
+
+def _jsonable(d: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def _write_text(text: str, path: str | None) -> None:
+    if path:
+        with open(path, "w") as f:
+            f.write(text + "\n")
+    else:
+        sys.stdout.write(text + "\n")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m attn", description="Attention Mask Lab command line.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("mask", help="print or save a mask")
+    _add_rule_args(p)
+    p.add_argument("--format", choices=("json", "csv", "npy", "png"), default="json")
+    p.add_argument("--tiles", type=int, help="exact T×T tile overview instead of the full matrix")
+    p.add_argument("--out", help="output file (required for png and npy)")
+    p.set_defaults(func=cmd_mask)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

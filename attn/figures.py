@@ -1,0 +1,167 @@
+"""Plotly figures of masks. No Streamlit here: pages, the CLI and notebooks share these.
+
+Up to GRID_MAX_N tokens the mask is drawn cell by cell; beyond, as the exact tile
+overview. Arrays go to the browser as float32/int8 (plotly encodes numpy arrays as
+base64), so a 512 x 512 overview stays near 1.4 MB of JSON.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+
+from .masks import MaskRule
+from .render import TileOverview, tile_overview
+
+GRID_MAX_N = 128
+OVERVIEW_TILES = 512
+
+ALLOWED = "#1f4e79"
+MASKED = "#eef1f5"
+# White only for exactly 0, then a clearly visible pale blue: one global token in a
+# 256-wide tile (1/256 of its pairs) must not vanish.
+FRACTION_SCALE = [[0.0, "#ffffff"], [1e-9, "#b3d4f0"], [0.25, "#5b9bd5"], [1.0, "#08306b"]]
+# Difference: only A (orange), both/neither (light), only B (purple). Colour-blind safe pair.
+DIFF_SCALE = [[0.0, "#5e3c99"], [0.5, "#f7f7f7"], [1.0, "#e66101"]]
+
+
+def token_labels(text: str, n: int) -> list[str]:
+    """Label n positions with the words of a sample text, cycling when it is short."""
+    words = text.split() or ["tok"]
+    return [words[i % len(words)] for i in range(n)]
+
+
+def _square_layout(fig: go.Figure, title: str, n: int, height: int = 560) -> go.Figure:
+    fig.update_layout(
+        title=dict(text=title, x=0.0, font=dict(size=15)),
+        height=height,
+        margin=dict(l=10, r=10, t=50, b=10),
+        plot_bgcolor="white",
+    )
+    fig.update_xaxes(title_text="key position k (attended to)", side="top", constrain="domain", showgrid=False)
+    fig.update_yaxes(
+        title_text="query position q (attending)",
+        autorange="reversed",
+        scaleanchor="x",
+        constrain="domain",
+        showgrid=False,
+    )
+    return fig
+
+
+def grid_figure(rule: MaskRule, n: int, labels: list[str] | None = None, title: str | None = None) -> go.Figure:
+    """Cell-by-cell mask for small n; hover says 'query i → key j: allowed / masked'."""
+    if n > GRID_MAX_N:
+        raise ValueError(f"The cell grid is for N <= {GRID_MAX_N}; use the tile overview for N = {n}.")
+    allowed = rule.dense(n).numpy()
+    names = [f"{i}" if labels is None else f"{i} '{labels[i]}'" for i in range(n)]
+    hover = np.array(
+        [[f"query {names[i]} → key {names[j]}: {'allowed' if allowed[i, j] else 'masked'}" for j in range(n)] for i in range(n)]
+    )
+    gap = 1 if n <= 64 else 0.5
+    fig = go.Figure(
+        go.Heatmap(
+            z=allowed.astype(np.int8),
+            customdata=hover,
+            hovertemplate="%{customdata}<extra></extra>",
+            colorscale=[[0, MASKED], [1, ALLOWED]],
+            zmin=0,
+            zmax=1,
+            showscale=False,
+            xgap=gap,
+            ygap=gap,
+        )
+    )
+    _square_layout(fig, title or f"{rule.label} · N = {n}", n)
+    if labels is not None:
+        step = max(1, n // 32)
+        ticks = list(range(0, n, step))
+        for axis in (fig.layout.xaxis, fig.layout.yaxis):
+            axis.update(tickmode="array", tickvals=ticks, ticktext=[f"{labels[i]}" for i in ticks], tickfont=dict(size=9))
+        fig.update_xaxes(tickangle=-60)
+    return fig
+
+
+def overview_figure(ov: TileOverview, title: str | None = None) -> go.Figure:
+    """Exact tile overview: each cell = fraction of allowed pairs in its tile."""
+    size = ov.tile_size
+    centres = (ov.edges[:-1] + ov.edges[1:] - 1) / 2
+    if size == 1:
+        hover = "query %{y:.0f} → key %{x:.0f}: %{z:.0%} allowed<extra></extra>"
+    else:
+        hover = (
+            f"tile of {size}×{size} tokens around query %{{y:,.0f}}, key %{{x:,.0f}}<br>"
+            "allowed: %{z:.4%} of its pairs<extra></extra>"
+        )
+    fig = go.Figure(
+        go.Heatmap(
+            x=centres.astype(np.float32),
+            y=centres.astype(np.float32),
+            z=ov.fractions.astype(np.float32),
+            colorscale=FRACTION_SCALE,
+            zmin=0,
+            zmax=1,
+            hovertemplate=hover,
+            colorbar=dict(title=dict(text="allowed<br>share of<br>tile", side="top"), tickformat=".0%", len=0.8),
+        )
+    )
+    what = "cell = one (query, key) pair" if size == 1 else f"cell = {size}×{size} tokens, colour = exact share allowed"
+    return _square_layout(fig, title or f"{ov.rule_label} · N = {ov.n:,} · {what}", ov.n)
+
+
+def mask_figure(rule: MaskRule, n: int, labels: list[str] | None = None, tiles: int = OVERVIEW_TILES) -> go.Figure:
+    """The right view for the size: a cell grid up to GRID_MAX_N tokens, else the exact tile overview."""
+    if n <= GRID_MAX_N:
+        return grid_figure(rule, n, labels)
+    return overview_figure(tile_overview(rule, n, tiles))
+
+
+def difference_counts(a: MaskRule, b: MaskRule, n: int, tiles: int = OVERVIEW_TILES) -> tuple[TileOverview, TileOverview]:
+    """Exact tile counts of the pairs only A allows and of those only B allows."""
+    from .masks import and_masks, not_mask
+
+    return tile_overview(and_masks(a, not_mask(b)), n, tiles), tile_overview(and_masks(b, not_mask(a)), n, tiles)
+
+
+def difference_figure(a: MaskRule, b: MaskRule, n: int, tiles: int = OVERVIEW_TILES) -> go.Figure:
+    """+1 where only A allows, -1 where only B allows (per tile: share of only-A minus share of only-B)."""
+    only_a, only_b = difference_counts(a, b, n, tiles)
+    z = (only_a.fractions - only_b.fractions).astype(np.float32)
+    size = only_a.tile_size
+    centres = (only_a.edges[:-1] + only_a.edges[1:] - 1) / 2
+    where = "query %{y:.0f} → key %{x:.0f}" if size == 1 else f"tile of {size}×{size} around query %{{y:,.0f}}, key %{{x:,.0f}}"
+    fig = go.Figure(
+        go.Heatmap(
+            x=centres.astype(np.float32),
+            y=centres.astype(np.float32),
+            z=z,
+            colorscale=DIFF_SCALE,
+            zmin=-1,
+            zmax=1,
+            xgap=1 if n <= 64 else 0,
+            ygap=1 if n <= 64 else 0,
+            hovertemplate=where + "<br>only A minus only B: %{z:+.2%}<extra></extra>",
+            colorbar=dict(
+                title=dict(text="only A (+)<br>only B (−)", side="top"),
+                tickvals=[-1, 0, 1],
+                ticktext=["only B", "same", "only A"],
+                len=0.8,
+            ),
+        )
+    )
+    return _square_layout(fig, f"Difference A − B · {only_a.counts.sum():,} pairs only in A, {only_b.counts.sum():,} only in B", n)
+
+
+def row_counts_figure(counts: np.ndarray, title: str = "Keys each query may attend to") -> go.Figure:
+    """Keys per query along the sequence (max over buckets of at most 2048 queries, so no row is hidden)."""
+    n = len(counts)
+    bucket = -(-n // 2048)
+    edges = np.arange(0, n, bucket)
+    top = np.maximum.reduceat(counts, edges)
+    low = np.minimum.reduceat(counts, edges)
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=edges, y=top, mode="lines", name="max in bucket" if bucket > 1 else "keys", line=dict(color=ALLOWED)))
+    if bucket > 1:
+        fig.add_trace(go.Scatter(x=edges, y=low, mode="lines", name="min in bucket", line=dict(color="#e66101")))
+    fig.update_layout(title=title, height=260, margin=dict(l=10, r=10, t=40, b=10), xaxis_title="query position q", yaxis_title="keys")
+    return fig

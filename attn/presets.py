@@ -1,0 +1,183 @@
+"""What each pattern is: its parameters with defaults, and a short explanation with sources.
+
+Shared by the CLI, the pages and the URL state, so that a parameter is named once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .masks import PATTERNS
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str  # keyword of attn.masks.build
+    label: str
+    kind: str  # "int", "bool", "int_list"
+    default: object
+    minimum: int = 0
+    help: str = ""
+
+
+PARAMS = {
+    "window": ParamSpec("window", "Window W", "int", 8, 1, "Sliding: a token sees itself and W-1 before. Band: |q-k| <= W//2."),
+    "dilation": ParamSpec("dilation", "Dilation d", "int", 2, 1, "Keep every d-th key of the window."),
+    "global_tokens": ParamSpec("global_tokens", "Global tokens", "int_list", (0,), 0, "Token indices, e.g. 0, 17"),
+    "random_blocks": ParamSpec("random_blocks", "Random blocks r", "int", 2, 0, "Random key blocks per query block."),
+    "seed": ParamSpec("seed", "Seed", "int", 0, 0, "Seed of the random block draws."),
+    "block": ParamSpec("block", "Block size", "int", 4, 1, "Tokens per BigBird block."),
+    "stride": ParamSpec("stride", "Stride", "int", 8, 1, "Local span and step of the strided keys."),
+    "chunk": ParamSpec("chunk", "Chunk size C", "int", 16, 1, "Tokens per chunk."),
+    "sinks": ParamSpec("sinks", "Sink tokens S", "int", 4, 0, "First S tokens always visible."),
+    "prefix": ParamSpec("prefix", "Prefix length P", "int", 16, 0, "Tokens everyone sees (bidirectional prefix)."),
+    "lengths": ParamSpec("lengths", "Document lengths", "int_list", (20, 28, 16), 1, "Comma list; must add up to N."),
+    "causal": ParamSpec("causal", "Causal (AND with k <= q)", "bool", True),
+}
+
+
+@dataclass(frozen=True)
+class PatternInfo:
+    name: str
+    title: str
+    params: tuple[str, ...]
+    what: str
+    used_by: str
+    cost: str
+    defaults: tuple[tuple[str, object], ...] = ()  # overrides of PARAMS defaults
+
+    def default(self, param: str):
+        return dict(self.defaults).get(param, PARAMS[param].default)
+
+
+PATTERN_INFO = {
+    p.name: p
+    for p in [
+        PatternInfo(
+            "full",
+            "Full (bidirectional)",
+            (),
+            "Every token attends to every token, before and after it.",
+            "Encoders: BERT (Devlin et al. 2019, arXiv:1810.04805), ViT.",
+            "N² pairs: memory and compute grow with the square of the length.",
+        ),
+        PatternInfo(
+            "causal",
+            "Causal",
+            (),
+            "A token attends to itself and every earlier token, never to the future.",
+            "Decoder language models: GPT (Radford et al. 2018), Llama, Qwen.",
+            "N(N+1)/2 pairs: half of full attention, still quadratic.",
+        ),
+        PatternInfo(
+            "sliding_window",
+            "Sliding window (causal)",
+            ("window",),
+            "A token attends to itself and the W-1 tokens before it. Masked where "
+            "(k > q) or (q - k >= W). Information still travels further, one window per layer.",
+            "Mistral 7B v0.1 (Jiang et al. 2023, arXiv:2310.06825) with W = 4096; the local layers of Gemma 2.",
+            "About N·W pairs: linear in N for a fixed window; the KV cache holds only W tokens per layer.",
+        ),
+        PatternInfo(
+            "band",
+            "Band (bidirectional window)",
+            ("window",),
+            "A token attends to neighbours on both sides: |q - k| <= W // 2, so W+1 keys for even W "
+            "(W//2 before, itself, W//2 after).",
+            "Longformer's local attention (Beltagy et al. 2020, arXiv:2004.05150).",
+            "About N·(W+1) pairs, linear in N.",
+        ),
+        PatternInfo(
+            "dilated",
+            "Dilated window",
+            ("window", "dilation", "causal"),
+            "Inside the window, only every d-th key: (q - k) % d == 0. The same number of pairs covers a span d times wider.",
+            "Longformer's dilated sliding window on some heads (Beltagy et al. 2020).",
+            "About N·W/d pairs; the gaps make the kernel's memory access strided.",
+            (("window", 16), ("dilation", 2)),
+        ),
+        PatternInfo(
+            "local_global",
+            "Local + global (Longformer)",
+            ("window", "global_tokens", "causal"),
+            "A local window, plus a few global tokens that attend to everything and that everything attends to "
+            "(their row and column are full). Any two tokens are at most two hops apart through a global token.",
+            "Longformer ([CLS] and question tokens global; Beltagy et al. 2020), ETC (Ainslie et al. 2020, arXiv:2004.08483).",
+            "About N·W + 2·N·G pairs for G global tokens.",
+            (("causal", False),),
+        ),
+        PatternInfo(
+            "bigbird",
+            "BigBird (window + global + random)",
+            ("window", "global_tokens", "random_blocks", "seed", "block", "causal"),
+            "Local window and global tokens as in Longformer, plus r random key blocks per query block. "
+            "Draws are seeded and distinct (one per stratum of the eligible blocks), so a link reproduces the same mask.",
+            "BigBird (Zaheer et al. 2020, arXiv:2007.14062); google/bigbird-roberta, BigBird-Pegasus.",
+            "About N·(W + G + r·block) pairs, linear in N; computed in blocks on hardware.",
+            (("causal", False),),
+        ),
+        PatternInfo(
+            "strided",
+            "Strided (Sparse Transformer)",
+            ("stride",),
+            "The two heads of the Sparse Transformer's strided pattern combined: the previous `stride` tokens, "
+            "plus every token a multiple of `stride` back. Causal.",
+            "Sparse Transformer (Child et al. 2019, arXiv:1904.10509); GPT-3 alternated dense and locally banded sparse layers.",
+            "About N·(stride + N/stride) pairs: O(N√N) for stride ≈ √N.",
+        ),
+        PatternInfo(
+            "chunked",
+            "Chunked / block-local",
+            ("chunk", "causal"),
+            "The sequence is cut into chunks of C tokens; a token attends only inside its own chunk "
+            "(q // C == k // C). Nothing crosses a chunk boundary, however many layers: models interleave global layers.",
+            "Llama 4 (Meta 2025): chunked attention with 8192-token chunks in 3 of every 4 layers.",
+            "About N·C/2 pairs (causal); the KV cache holds at most C tokens per chunked layer.",
+        ),
+        PatternInfo(
+            "sinks",
+            "Attention sinks + window",
+            ("sinks", "window"),
+            "A sliding window plus the first S tokens, which stay visible forever. Models dump attention on the first "
+            "tokens; keeping them lets a windowed model stream far past its window without collapsing.",
+            "StreamingLLM (Xiao et al. 2023, arXiv:2309.17453), typically 4 sink tokens.",
+            "About N·(W + S) pairs; cache of W + S tokens.",
+        ),
+        PatternInfo(
+            "prefix_lm",
+            "Prefix-LM",
+            ("prefix",),
+            "The first P tokens (the prompt or input) attend to each other in both directions; the rest is causal. "
+            "Rule: k < P or k <= q.",
+            "UniLM (Dong et al. 2019, arXiv:1905.03197), T5's prefix-LM objective (Raffel et al. 2020), UL2.",
+            "Causal cost plus the upper-right part of the prefix block, P(P-1)/2 pairs more.",
+        ),
+        PatternInfo(
+            "document",
+            "Document masking (packed sequences)",
+            ("lengths", "causal"),
+            "Several documents packed into one sequence; a token attends only within its own document, "
+            "so packing does not leak one document into another.",
+            "Llama 3 (Grattafiori et al. 2024, arXiv:2407.21783) masks across documents in packed sequences.",
+            "Sum of each document's causal cost: far below one N-token causal mask.",
+            (("lengths", (20, 28, 16)),),
+        ),
+    ]
+}
+
+assert tuple(PATTERN_INFO) == PATTERNS
+
+
+def default_params(pattern: str, n: int | None = None) -> dict:
+    """A pattern's default parameters; document lengths are stretched to add up to n."""
+    info = PATTERN_INFO[pattern]
+    out = {p: info.default(p) for p in info.params}
+    if "lengths" in out and n is not None:
+        out["lengths"] = split_evenly(n, 3)
+    return out
+
+
+def split_evenly(n: int, parts: int) -> tuple[int, ...]:
+    parts = max(1, min(parts, n))
+    base, extra = divmod(n, parts)
+    return tuple(base + (1 if i < extra else 0) for i in range(parts))

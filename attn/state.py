@@ -1,0 +1,120 @@
+"""A view's settings as URL query parameters: decoding (untrusted input) and encoding.
+
+The same keys name the page's widgets, so a link reopens exactly the same view.
+Pattern B of a comparison uses the same names with the prefix "b_".
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from .masks import MAX_N, PATTERNS
+from .presets import PARAMS, PATTERN_INFO, ParamSpec
+
+INT_MAX = {"seed": 2**31 - 1}
+MAX_LIST_ITEMS = 64
+PREFIXES = ("", "b_")
+
+
+def parse_int_list(text: str, what: str = "value", minimum: int = 0) -> tuple[int, ...]:
+    """'0, 17 ,64' -> (0, 17, 64). Raises ValueError with a plain sentence."""
+    items = [t.strip() for t in str(text).replace(";", ",").split(",") if t.strip()]
+    if len(items) > MAX_LIST_ITEMS:
+        raise ValueError(f"At most {MAX_LIST_ITEMS} {what}s, got {len(items)}.")
+    out = []
+    for t in items:
+        if not t.lstrip("-").isdigit() or len(t) > 7:
+            raise ValueError(f"'{t}' is not a whole number; write {what}s as whole numbers separated by commas.")
+        v = int(t)
+        if v < minimum:
+            raise ValueError(f"Each {what} must be at least {minimum}, got {v}.")
+        out.append(v)
+    return tuple(out)
+
+
+def format_int_list(values) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+def parse_param(spec: ParamSpec, text: str):
+    """URL text -> widget value (int, bool, or normalised list text). Raises ValueError."""
+    text = str(text).strip()
+    if spec.kind == "bool":
+        if text.lower() in ("1", "true", "yes"):
+            return True
+        if text.lower() in ("0", "false", "no"):
+            return False
+        raise ValueError(f"{spec.label}: expected 1 or 0, got '{text[:20]}'.")
+    if spec.kind == "int":
+        return parse_bounded_int(text, spec.label, spec.minimum, INT_MAX.get(spec.name, MAX_N))
+    return format_int_list(parse_int_list(text, spec.label.lower().rstrip("s"), spec.minimum))
+
+
+def parse_bounded_int(text: str, label: str, lo: int, hi: int) -> int:
+    t = str(text).strip()
+    if not t.lstrip("-").isdigit() or len(t) > 12:
+        raise ValueError(f"{label}: '{t[:20]}' is not a whole number.")
+    v = int(t)
+    if not lo <= v <= hi:
+        raise ValueError(f"{label}: {v} is outside {lo}..{hi}.")
+    return v
+
+
+def encode_param(spec: ParamSpec, value) -> str:
+    if spec.kind == "bool":
+        return "1" if value else "0"
+    return str(value).replace(" ", "")
+
+
+def decode_view(query: Mapping[str, object], n_min: int = 8) -> tuple[dict, list[str]]:
+    """Validated settings from URL query parameters, and a notice per value that was refused.
+
+    Unknown keys are ignored; a refused value is left out, so the widget keeps its default.
+    """
+    values: dict = {}
+    notices: list[str] = []
+
+    def text(key):
+        v = query.get(key)
+        return v[-1] if isinstance(v, (list, tuple)) else v
+
+    def take(key, parse):
+        raw = text(key)
+        if raw is None:
+            return
+        try:
+            values[key] = parse(raw)
+        except ValueError as e:
+            notices.append(f"Ignored URL parameter {key}: {e}")
+
+    take("n", lambda t: parse_bounded_int(t, "N", n_min, MAX_N))
+    for flag in ("compare", "labels"):
+        take(flag, lambda t, f=flag: parse_param(ParamSpec(f, f, "bool", False), t))
+    for prefix in PREFIXES:
+
+        def pattern(t):
+            if t not in PATTERNS:
+                raise ValueError(f"unknown pattern '{str(t)[:30]}'.")
+            return t
+
+        take(prefix + "pattern", pattern)
+        for name, spec in PARAMS.items():
+            take(prefix + name, lambda t, s=spec: parse_param(s, t))
+    return values, notices
+
+
+def encode_view(state: Mapping[str, object]) -> dict[str, str]:
+    """URL query parameters for a view: N, flags, and the parameters of the shown pattern(s)."""
+    out = {"n": str(state["n"])}
+    prefixes = PREFIXES if state.get("compare") else ("",)
+    for flag in ("compare", "labels"):
+        if state.get(flag):
+            out[flag] = "1"
+    for prefix in prefixes:
+        pattern = state[prefix + "pattern"]
+        out[prefix + "pattern"] = pattern
+        for name in PATTERN_INFO[pattern].params:
+            key = prefix + name
+            if key in state:
+                out[key] = encode_param(PARAMS[name], state[key])
+    return out

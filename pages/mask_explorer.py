@@ -1,0 +1,140 @@
+"""Mask Explorer: pick a pattern, see its mask at any length, its numbers, and compare two."""
+
+import io
+
+import numpy as np
+import streamlit as st
+
+import ui
+from attn import figures, masks, render
+from attn.presets import PATTERN_INFO
+
+SAMPLE = "The quick brown fox jumps over the lazy dog while the cat sleeps in the warm sun"
+EXPORT_MAX_N = 4096
+
+
+@st.cache_data(max_entries=32, show_spinner="Computing the mask…")
+def mask_fig(pattern, n, params, labels, tiles):
+    rule = masks.build(pattern, n, **dict(params))
+    if n <= figures.GRID_MAX_N:
+        return figures.grid_figure(rule, n, figures.token_labels(SAMPLE, n) if labels else None)
+    return figures.overview_figure(render.tile_overview(rule, n, tiles))
+
+
+@st.cache_data(max_entries=32, show_spinner="Counting pairs…")
+def stats(pattern, n, params):
+    return render.mask_stats(masks.build(pattern, n, **dict(params)), n)
+
+
+@st.cache_data(max_entries=16, show_spinner="Comparing…")
+def diff_fig(a, b, n, tiles):
+    return figures.difference_figure(masks.build(a[0], n, **dict(a[1])), masks.build(b[0], n, **dict(b[1])), n, tiles)
+
+
+def dense_bytes(pattern, n, params, fmt):
+    m = render.dense_numpy(masks.build(pattern, n, **dict(params)), n)
+    if fmt == "csv":
+        return render.mask_csv(m)
+    buf = io.BytesIO()
+    np.save(buf, m)
+    return buf.getvalue()
+
+
+def sidebar_rule(prefix, title, default):
+    """Pattern + parameter widgets; returns (pattern, params) or None with the error shown beside them."""
+    pattern = ui.pattern_select(prefix, title, default)
+    raw = ui.param_widgets(prefix, pattern, n)
+    try:
+        params = ui.rule_params(pattern, raw)
+        rule = masks.build(pattern, n, **params)
+    except ValueError as e:
+        st.error(str(e), icon="⚠️")
+        return None
+    for note in ui.rule_notes(rule, n):
+        st.info(note, icon="ℹ️")
+    return pattern, ui.hashable_params(params)
+
+
+def show_stats(s: render.MaskStats):
+    c = st.columns(5)
+    c[0].metric("Allowed pairs", f"{s.allowed_pairs:,}", help="(query, key) pairs the mask lets through")
+    c[1].metric("Density vs full", f"{s.density_vs_full:.2%}", help="allowed / N²")
+    c[2].metric(
+        "FLOPs vs causal",
+        f"{s.density_vs_causal:.2%}",
+        help="allowed / (N(N+1)/2): the share of causal attention's work (4·d FLOPs per pair)",
+    )
+    c[3].metric("Keys per query", f"{s.min_keys:,} – {s.max_keys:,}", help=f"min – max; mean {s.mean_keys:,.1f}")
+    c[4].metric(
+        "128×128 blocks run",
+        f"{s.blocks_touched / s.blocks_total:.1%}",
+        help=f"{s.blocks_touched:,} of {s.blocks_total:,} blocks hold an allowed pair: what a block-sparse kernel "
+        f"(FlexAttention) computes, {s.executed_flops_blocks(64) / max(s.useful_flops(64), 1):.2f}× the useful FLOPs",
+    )
+
+
+def explain(pattern):
+    info = PATTERN_INFO[pattern]
+    st.markdown(f"**{info.title}.** {info.what}  \n**Used by:** {info.used_by}  \n**Cost:** {info.cost}")
+
+
+st.title("Mask Explorer")
+st.caption("Which keys may each query attend to? Every cell below is computed from the same rule the kernels run.")
+for notice in ui.load_url_state("explorer"):
+    st.warning(notice, icon="🔗")
+
+with st.sidebar:
+    ui.set_default("n", 64)
+    n = st.number_input("Sequence length N", min_value=8, max_value=masks.MAX_N, step=1, key="n", help="8 to 131072 tokens")
+    a = sidebar_rule("", "Pattern", "sliding_window")
+    compare = st.checkbox("Compare with a second pattern", key="compare")
+    b = sidebar_rule("b_", "Pattern B", "local_global") if compare else None
+    labels = st.checkbox("Token labels from a sample sentence", key="labels", disabled=n > figures.GRID_MAX_N)
+    image_format = st.radio("Figure download format", ["png", "svg"], horizontal=True, key="img_fmt")
+
+if a is None or (compare and b is None):
+    st.error("Fix the setting marked in the sidebar to see the mask.")
+    st.stop()
+
+config = ui.PLOT_CONFIG_BASE | {"toImageButtonOptions": {"format": image_format, "scale": 2, "filename": f"mask_{a[0]}_{n}"}}
+# Three figures side by side: halve the overview so the page stays light on the wire.
+tiles = figures.OVERVIEW_TILES // (2 if compare else 1)
+if not compare:
+    st.plotly_chart(mask_fig(a[0], n, a[1], labels, tiles), width="stretch", config=config, key="fig_a")
+    show_stats(stats(a[0], n, a[1]))
+    explain(a[0])
+else:
+    cols = st.columns(2)
+    for col, (name, (pattern, params)) in zip(cols, (("A", a), ("B", b))):
+        with col:
+            st.subheader(f"{name}: {PATTERN_INFO[pattern].title}")
+            st.plotly_chart(mask_fig(pattern, n, params, labels, tiles), width="stretch", config=config, key=f"fig_{name}")
+            s = stats(pattern, n, params)
+            st.markdown(
+                f"**{s.allowed_pairs:,}** pairs · **{s.density_vs_causal:.2%}** of causal FLOPs · "
+                f"keys per query **{s.min_keys:,}–{s.max_keys:,}**"
+            )
+            explain(pattern)
+    try:
+        st.plotly_chart(diff_fig(a, b, n, tiles), width="stretch", config=config, key="fig_diff")
+    except ValueError as e:
+        st.info(f"No difference view: {e}")
+
+state = {k: st.session_state[k] for k in st.session_state if not k.startswith("_")}
+link = ui.write_url_state(state)
+with st.expander("Share and download", expanded=False):
+    st.caption("This link reopens exactly this view (copy button on the right):")
+    st.code(link, language=None)
+    st.caption(f"Figure: the camera icon above the figure downloads it as {image_format.upper()}.")
+    if n <= EXPORT_MAX_N:
+        d = st.columns(2)
+        for col, fmt, mime in ((d[0], "csv", "text/csv"), (d[1], "npy", "application/octet-stream")):
+            col.download_button(
+                f"Mask as {fmt.upper()} ({n}×{n}, 1 = allowed)",
+                data=lambda fmt=fmt: dense_bytes(a[0], n, a[1], fmt),
+                file_name=f"mask_{a[0]}_{n}.{fmt}",
+                mime=mime,
+                on_click="ignore",
+            )
+    else:
+        st.caption(f"CSV/NPY exports stop at N = {EXPORT_MAX_N}; use `python -m attn mask --tiles 512` for longer masks.")

@@ -1,0 +1,104 @@
+"""Streamlit glue shared by the pages: URL state, parameter widgets, cached library calls.
+
+URL state: each widget's key is its query-parameter name. On a session's first run the
+URL is decoded and validated by attn.state (refused values get a notice and the widget
+keeps its default); after the widgets run, the URL is rewritten from their values.
+We do this ourselves rather than with `bind="query-params"` because Streamlit's binding
+drops an invalid value silently, and users must be told when a link was not understood.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+
+import streamlit as st
+
+from attn import masks
+from attn.masks import MAX_N
+from attn.presets import PARAMS, PATTERN_INFO, default_params
+from attn.state import INT_MAX, decode_view, encode_view, format_int_list, parse_int_list
+
+PLOT_CONFIG_BASE = {"displaylogo": False, "toImageButtonOptions": {"scale": 2}}
+
+
+def load_url_state(page: str, n_min: int = 8) -> list[str]:
+    """Seed widget state from the URL once per session and page; returns notices for refused values."""
+    flag = f"_url_loaded_{page}"
+    if st.session_state.get(flag):
+        return st.session_state.get(f"_url_notices_{page}", [])
+    values, notices = decode_view(st.query_params.to_dict(), n_min=n_min)
+    for key, value in values.items():
+        st.session_state[key] = value
+    st.session_state[flag] = True
+    st.session_state[f"_url_notices_{page}"] = notices
+    return notices
+
+
+def write_url_state(state: dict) -> str:
+    """Put the view into the URL; returns the shareable link."""
+    params = encode_view(state)
+    if st.query_params.to_dict() != params:
+        st.query_params.from_dict(params)
+    base = (st.context.url or "http://localhost:8501/").split("?")[0]
+    return base + "?" + urllib.parse.urlencode(params)
+
+
+def set_default(key: str, value) -> None:
+    if key not in st.session_state:
+        st.session_state[key] = value
+
+
+def pattern_select(prefix: str, label: str, default: str) -> str:
+    key = prefix + "pattern"
+    set_default(key, default)
+    return st.selectbox(label, masks.PATTERNS, key=key, format_func=lambda p: PATTERN_INFO[p].title)
+
+
+def param_widgets(prefix: str, pattern: str, n: int) -> dict:
+    """One widget per parameter of the pattern; returns their raw values (list params as text)."""
+    values = {}
+    defaults = default_params(pattern, n)
+    for name in PATTERN_INFO[pattern].params:
+        spec = PARAMS[name]
+        key = prefix + name
+        if spec.kind == "int_list":
+            set_default(key, format_int_list(defaults[name]))
+            values[name] = st.text_input(spec.label, key=key, help=spec.help)
+        elif spec.kind == "bool":
+            set_default(key, bool(defaults[name]))
+            values[name] = st.checkbox(spec.label, key=key, help=spec.help)
+        else:
+            set_default(key, int(defaults[name]))
+            values[name] = st.number_input(
+                spec.label, min_value=spec.minimum, max_value=INT_MAX.get(name, MAX_N), step=1, key=key, help=spec.help
+            )
+    return values
+
+
+def rule_params(pattern: str, raw: dict) -> dict:
+    """Widget values -> keyword arguments of attn.masks.build (lists parsed). Raises ValueError."""
+    out = {}
+    for name, value in raw.items():
+        spec = PARAMS[name]
+        out[name] = parse_int_list(value, spec.label.lower().rstrip("s"), spec.minimum) if spec.kind == "int_list" else value
+    return out
+
+
+def rule_notes(rule: masks.MaskRule, n: int) -> list[str]:
+    """Friendly remarks on legal but degenerate settings (a window at least as long as N, ...)."""
+    p = rule.param_dict
+    notes = []
+    w = p.get("window")
+    if w is not None and w >= n:
+        notes.append(f"Window {w} ≥ N = {n}: every query already sees its whole allowed range; the window has no effect.")
+    if p.get("chunk", 0) >= n:
+        notes.append(f"Chunk {p['chunk']} ≥ N = {n}: one chunk holds the whole sequence.")
+    if rule.name == "prefix_lm" and p["prefix"] == 0:
+        notes.append("Empty prefix: this is plain causal attention.")
+    if rule.name == "sinks" and p["sinks"] == 0:
+        notes.append("No sink tokens: this is a plain sliding window.")
+    return notes
+
+
+def hashable_params(params: dict) -> tuple:
+    return tuple(sorted((k, tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in params.items()))
