@@ -104,6 +104,22 @@ def _write_text(text: str, path: str | None) -> None:
         sys.stdout.write(text + "\n")
 
 
+def cmd_bench_render(args) -> int:
+    from .bench_render import run_render_bench
+
+    rows = run_render_bench(n=args.n, tiles=args.tiles, repeats=args.repeats)
+    text = json.dumps(rows, indent=1)
+    if args.json:
+        _write_text(text, args.json)
+    for r in rows:
+        print(
+            f"{r['rule']:<70} {r['time_s_median']:.3f} s  peak +{r['peak_bytes'] / 2**20:.0f} MiB  "
+            f"({r['speedup_vs_dense']:.0f}x faster than dense evaluation)",
+            file=sys.stderr,
+        )
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m attn", description="Attention Mask Lab command line.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -113,6 +129,12 @@ def main(argv=None) -> int:
     p.add_argument("--tiles", type=int, help="exact T×T tile overview instead of the full matrix")
     p.add_argument("--out", help="output file (required for png and npy)")
     p.set_defaults(func=cmd_mask)
+    p = sub.add_parser("bench-render", help="time the exact tile overview at long N (results as JSON)")
+    p.add_argument("--n", type=int, default=131072)
+    p.add_argument("--tiles", type=int, default=512)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--json", help="write the rows to this file")
+    p.set_defaults(func=cmd_bench_render)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

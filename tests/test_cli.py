@@ -1,0 +1,70 @@
+"""The stable command line: `python -m attn mask ...`."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "attn", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_mask_json_sliding_window():
+    r = run("mask", "--pattern", "sliding_window", "--window", "4", "--n", "8", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["pattern"] == "sliding_window" and out["params"] == {"window": 4} and out["n"] == 8
+    expected = [[int(k <= q and q - k < 4) for k in range(8)] for q in range(8)]
+    assert out["mask"] == expected
+
+
+def test_mask_tiles_at_131072():
+    r = run("mask", "--pattern", "local_global", "--window", "256", "--global", "0", "--n", "131072", "--tiles", "8")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert "mask" not in out and out["tile_size"] == 16384
+    tiles = np.array(out["tiles"])
+    assert tiles.shape == (8, 8) and ((tiles >= 0) & (tiles <= 1)).all()
+    assert (tiles[:, 0] > 0).all()  # the global column shows in every tile row
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--pattern", "sliding_window", "--window", "0", "--n", "8"], "window must be at least 1"),
+        (["--pattern", "local_global", "--window", "2", "--global", "8", "--n", "8"], "Global token 8"),
+        (["--pattern", "document", "--docs", "3,4", "--n", "8"], "add up to 7"),
+        (["--pattern", "causal", "--n", "0"], "between 1 and 131072"),
+        (["--pattern", "causal", "--n", "5000"], "add --tiles"),
+        (["--pattern", "local_global", "--global", "1,x", "--n", "8"], "not a whole number"),
+    ],
+)
+def test_bad_input_exits_2_with_sentence(args, message):
+    r = run("mask", *args)
+    assert r.returncode == 2
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_png_and_npy(tmp_path):
+    png = tmp_path / "m.png"
+    r = run("mask", "--pattern", "chunked", "--chunk", "4", "--n", "16", "--format", "png", "--out", str(png))
+    assert r.returncode == 0, r.stderr
+    img = np.asarray(Image.open(png).convert("RGB"))
+    assert img.shape[0] == img.shape[1] >= 512
+    cell = img.shape[0] // 16
+    # Query 5 sees keys 4 and 5 only (chunk [4, 8), causal): dark cells there, white elsewhere.
+    row = img[5 * cell + cell // 2, cell // 2 :: cell].astype(int).sum(axis=1)
+    assert [i for i, v in enumerate(row) if v < 600] == [4, 5]
+    npy = tmp_path / "m.npy"
+    assert run("mask", "--pattern", "causal", "--n", "5", "--format", "npy", "--out", str(npy)).returncode == 0
+    assert np.array_equal(np.load(npy), np.tril(np.ones((5, 5), dtype=np.uint8)))
+
+
+def test_csv():
+    r = run("mask", "--pattern", "prefix_lm", "--prefix", "2", "--n", "3", "--format", "csv")
+    assert r.stdout.split() == ["1,1,0", "1,1,0", "1,1,1"]

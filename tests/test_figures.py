@@ -1,0 +1,56 @@
+"""Figures: right view per size, exact data, and small on the wire."""
+
+import numpy as np
+import plotly.io as pio
+import pytest
+
+from attn import figures, masks as M
+from attn.render import tile_overview
+
+
+def z_of(fig):
+    return np.asarray(fig.data[0].z)
+
+
+def test_grid_has_one_cell_per_pair_and_hover_words():
+    fig = figures.mask_figure(M.sliding_window(4), 16)
+    z = z_of(fig)
+    assert z.shape == (16, 16) and z.sum() == sum(min(q + 1, 4) for q in range(16))
+    assert fig.data[0].customdata[5][2] == "query 5 → key 2: allowed"
+    assert fig.data[0].customdata[5][1] == "query 5 → key 1: masked"
+    assert fig.layout.yaxis.autorange == "reversed"  # query 0 at the top
+
+
+def test_token_labels():
+    labels = figures.token_labels("a b c", 5)
+    assert labels == ["a", "b", "c", "a", "b"]
+    fig = figures.grid_figure(M.causal(), 5, labels)
+    assert "'b'" in fig.data[0].customdata[1][1]
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [M.sliding_window(4096), M.local_global(256, [0]), M.bigbird(256, [0], 3, 0, 64, 131072), M.strided(362)],
+    ids=lambda r: r.name,
+)
+def test_overview_at_131072_under_2mb(rule):
+    fig = figures.mask_figure(rule, 131072)
+    z = z_of(fig)
+    assert z.shape == (512, 512)
+    assert np.allclose(z, tile_overview(rule, 131072).fractions, atol=1e-7)
+    assert len(pio.to_json(fig)) < 2_000_000
+
+
+def test_difference_figure_counts():
+    n = 64
+    a, b = M.sliding_window(8), M.local_global(8, [0], causal=True)
+    fig = figures.difference_figure(a, b, n)
+    da, db = a.dense(n).numpy(), b.dense(n).numpy()
+    z = z_of(fig)
+    assert np.array_equal(z, (da & ~db).astype(np.float32) - (db & ~da).astype(np.float32))
+    assert f"{(da & ~db).sum():,} pairs only in A" in fig.layout.title.text
+
+
+def test_difference_of_progression_rule_large_n_is_refused():
+    with pytest.raises(ValueError):
+        figures.difference_figure(M.strided(64), M.causal(), 131072)

@@ -1,0 +1,96 @@
+"""Tile overview and statistics against dense-then-average and analytic counts."""
+
+import numpy as np
+import pytest
+
+from attn import masks as M
+from attn.render import mask_csv, mask_stats, row_counts, tile_overview
+
+RULES = [
+    lambda n: M.sliding_window(37),
+    lambda n: M.band(50),
+    lambda n: M.dilated(64, 3),
+    lambda n: M.local_global(16, [0, 500, n - 1]),
+    lambda n: M.bigbird(16, [0], 3, 5, 32, n),
+    lambda n: M.strided(31),
+    lambda n: M.chunked(100),
+    lambda n: M.sinks(4, 20),
+    lambda n: M.prefix_lm(300),
+    lambda n: M.document([400, 100, n - 500]),
+    lambda n: M.not_mask(M.local_global(16, [3])),
+]
+
+
+@pytest.mark.parametrize("n", [1000, 1024])
+@pytest.mark.parametrize("tiles", [512, 100, 7])
+@pytest.mark.parametrize("make", RULES)
+def test_overview_equals_dense_then_average(make, n, tiles):
+    rule = make(n)
+    dense = rule.dense(n).numpy().astype(np.int64)
+    ov = tile_overview(rule, n, tiles)
+    e = ov.edges
+    assert e[0] == 0 and e[-1] == n
+    counts = np.add.reduceat(np.add.reduceat(dense, e[:-1], axis=0), e[:-1], axis=1)
+    sizes = np.diff(e)
+    # Exact equality of fractions: same integer counts over the same areas.
+    assert np.array_equal(ov.counts, counts)
+    assert np.array_equal(ov.fractions, counts / (sizes[:, None] * sizes[None, :]))
+
+
+def test_predicate_only_rule_uses_dense_path():
+    base = M.sliding_window(5)
+    rule = M.MaskRule("custom", (), base.mask_mod)  # no interval form
+    assert np.array_equal(tile_overview(rule, 300, 16).counts, tile_overview(base, 300, 16).counts)
+    with pytest.raises(ValueError, match="predicate"):
+        tile_overview(rule, 131072)
+
+
+N = 131072
+
+
+def test_sliding_window_131072_analytic():
+    w = 4096
+    ov = tile_overview(M.sliding_window(w), N, 512)
+    assert ov.tile_size == 256 and ov.counts.shape == (512, 512)
+    assert ov.counts.sum() == w * (w + 1) // 2 + (N - w) * w
+    # A tile row far from the start: the diagonal tile is a causal triangle of 256·257/2 pairs.
+    assert ov.counts[100, 100] == 256 * 257 // 2
+    assert ov.counts[100, 99] == 256 * 256  # fully inside the window
+    assert ov.counts[100, 83] == 0  # 17 tiles (4352 tokens) back: beyond the window
+
+
+def test_single_global_token_visible_at_131072():
+    ov = tile_overview(M.local_global(256, [0]), N, 512)
+    # Key 0 is seen by all 256 queries of every tile row: 256 of its column's pairs at least.
+    assert (ov.counts[:, 0] >= 256).all()
+    assert (ov.fractions[:, 0] > 0).all() and (ov.fractions[0, :] > 0).all()
+    half = 128
+    expected_total = sum(min(q + half, N - 1) - max(q - half, 0) + 1 for q in range(N)) + 2 * (N - 1) - (2 * half)
+    assert ov.counts.sum() == expected_total
+
+
+def test_stats_match_dense():
+    n = 777
+    rule = M.bigbird(10, [0, 3], 2, 0, 16, n)
+    d = rule.dense(n).numpy()
+    s = mask_stats(rule, n)
+    assert s.allowed_pairs == d.sum()
+    assert (s.min_keys, s.max_keys) == (d.sum(1).min(), d.sum(1).max())
+    assert s.density_vs_full == d.sum() / n**2
+    assert s.density_vs_causal == d.sum() / (n * (n + 1) / 2)
+    blocks = np.add.reduceat(np.add.reduceat(d.astype(int), np.arange(0, n, 128), 0), np.arange(0, n, 128), 1)
+    assert s.blocks_touched == (blocks > 0).sum() and s.blocks_total == 7 * 7
+    assert s.useful_flops(64) == 4 * 64 * d.sum()
+
+
+def test_row_counts_dilated_131072_analytic():
+    counts = row_counts(M.dilated(512, 4), N)
+    q = np.arange(N)
+    assert np.array_equal(counts, np.minimum(q, 511) // 4 + 1)
+
+
+def test_mask_csv_round_trips():
+    m = M.sinks(2, 3).dense(9).numpy().astype(np.uint8)
+    text = mask_csv(m).decode()
+    back = np.array([[int(x) for x in line.split(",")] for line in text.strip().split("\n")])
+    assert np.array_equal(back, m)
