@@ -1,0 +1,95 @@
+"""Mask Explorer page through Streamlit's AppTest (no browser)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+TIMEOUT = 120
+APP = Path(__file__).resolve().parent.parent / "app.py"
+
+
+def open_app(**query):
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params.update(query)
+    return at.run()
+
+
+def metric(at, label):
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def figure_z(at, index=0):
+    import json
+
+    spec = json.loads(at.get("plotly_chart")[index].proto.spec)
+    z = spec["data"][0]["z"]
+    if isinstance(z, dict):  # plotly's base64 typed-array encoding
+        import base64
+
+        arr = np.frombuffer(base64.b64decode(z["bdata"]), dtype=np.dtype(z["dtype"]))
+        shape = z.get("shape")
+        return arr.reshape([int(x) for x in str(shape).split(",")]) if shape else arr
+    return np.array(z)
+
+
+def test_default_view_runs():
+    at = open_app()
+    assert not at.exception
+    assert len(at.get("plotly_chart")) == 1
+    assert at.query_params["pattern"] == ["sliding_window"] or at.query_params["pattern"] == "sliding_window"
+
+
+def test_sliding_window_counts_from_widgets():
+    at = open_app()
+    at.selectbox(key="pattern").set_value("sliding_window")
+    at.number_input(key="window").set_value(4)
+    at.number_input(key="n").set_value(16).run()
+    assert not at.exception
+    assert metric(at, "Allowed pairs") == "58"  # sum over q of min(q+1, 4)
+    assert int(figure_z(at).sum()) == 58
+
+
+@pytest.mark.parametrize("pattern", ["full", "causal", "sliding_window", "band", "dilated", "local_global", "bigbird",
+                                     "strided", "chunked", "sinks", "prefix_lm", "document"])
+def test_every_pattern_renders_small_and_large(pattern):
+    at = open_app(pattern=pattern, n="64")
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    if pattern == "document":
+        at.text_input(key="lengths").set_value("65536, 65536")
+    at.number_input(key="n").set_value(131072).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert figure_z(at).size == 512 * 512
+
+
+def test_shared_link_reopens_same_view():
+    at = open_app(n="300", pattern="bigbird", window="16", global_tokens="0,5", random_blocks="3", seed="4",
+                  block="8", causal="0", compare="1", b_pattern="sliding_window", b_window="32")
+    assert not at.exception and not at.warning
+    assert at.number_input(key="n").value == 300
+    assert at.selectbox(key="pattern").value == "bigbird"
+    assert at.text_input(key="global_tokens").value == "0, 5"
+    assert at.number_input(key="seed").value == 4
+    assert at.selectbox(key="b_pattern").value == "sliding_window"
+    assert len(at.get("plotly_chart")) == 3  # A, B and their difference
+    link = at.code[0].value
+    assert "seed=4" in link and "b_window=32" in link and "n=300" in link
+
+
+def test_bad_inputs_show_messages_not_tracebacks():
+    at = open_app(n="zz", pattern="nope", window="-4")
+    assert not at.exception
+    assert len(at.warning) == 3 and all("Ignored URL parameter" in w.value for w in at.warning)
+    assert len(at.get("plotly_chart")) == 1  # defaults still shown
+
+    at = open_app(pattern="local_global", n="64", global_tokens="0, 64")
+    assert not at.exception
+    assert any("Global token 64 does not exist" in e.value for e in at.error)
+    assert len(at.get("plotly_chart")) == 0
+
+    at = open_app(pattern="document", n="64", lengths="10, 20")
+    assert any("add up to 30 tokens, but N is 64" in e.value for e in at.error)
+
+    at = open_app(pattern="sliding_window", n="64", window="500")
+    assert not at.error and any("Window 500 ≥ N = 64" in i.value for i in at.info)
