@@ -22,7 +22,14 @@ MASKED = "#eef1f5"
 # 256-wide tile (1/256 of its pairs) must not vanish.
 FRACTION_SCALE = [[0.0, "#ffffff"], [1e-9, "#b3d4f0"], [0.25, "#5b9bd5"], [1.0, "#08306b"]]
 # Difference: only A (orange), both/neither (light), only B (purple). Colour-blind safe pair.
-DIFF_SCALE = [[0.0, "#5e3c99"], [0.5, "#f7f7f7"], [1.0, "#e66101"]]
+# As with FRACTION_SCALE, any non-zero share jumps to a visible tint.
+DIFF_SCALE = [
+    [0.0, "#3f007d"],
+    [0.5 - 1e-9, "#cbb8e0"],
+    [0.5, "#ffffff"],
+    [0.5 + 1e-9, "#fdc79b"],
+    [1.0, "#b33c00"],
+]
 
 
 def token_labels(text: str, n: int) -> list[str]:
@@ -31,11 +38,24 @@ def token_labels(text: str, n: int) -> list[str]:
     return [words[i % len(words)] for i in range(n)]
 
 
-def _square_layout(fig: go.Figure, title: str, n: int, height: int = 560) -> go.Figure:
+def wrap_label(text: str, width: int = 56) -> str:
+    """Break a long rule label at ', ' so figure titles fit half-width columns."""
+    lines, line = [], ""
+    for part in text.split(", "):
+        candidate = f"{line}, {part}" if line else part
+        if line and len(candidate) > width:
+            lines.append(line + ",")
+            line = part
+        else:
+            line = candidate
+    return "<br>".join(lines + [line])
+
+
+def _square_layout(fig: go.Figure, title: str, n: int, height: int = 600) -> go.Figure:
     fig.update_layout(
-        title=dict(text=title, x=0.0, font=dict(size=15)),
+        title=dict(text=title, x=0.0, font=dict(size=14)),
         height=height,
-        margin=dict(l=10, r=10, t=50, b=10),
+        margin=dict(l=10, r=10, t=110, b=10),
         plot_bgcolor="white",
     )
     fig.update_xaxes(title_text="key position k (attended to)", side="top", constrain="domain", showgrid=False)
@@ -72,7 +92,7 @@ def grid_figure(rule: MaskRule, n: int, labels: list[str] | None = None, title: 
             ygap=gap,
         )
     )
-    _square_layout(fig, title or f"{rule.label} · N = {n}", n)
+    _square_layout(fig, title or f"{wrap_label(rule.label)}<br>N = {n} · cell = one (query, key) pair", n)
     if labels is not None:
         step = max(1, n // 32)
         ticks = list(range(0, n, step))
@@ -106,7 +126,7 @@ def overview_figure(ov: TileOverview, title: str | None = None) -> go.Figure:
         )
     )
     what = "cell = one (query, key) pair" if size == 1 else f"cell = {size}×{size} tokens, colour = exact share allowed"
-    return _square_layout(fig, title or f"{ov.rule_label} · N = {ov.n:,} · {what}", ov.n)
+    return _square_layout(fig, title or f"{wrap_label(ov.rule_label)}<br>N = {ov.n:,} · {what}", ov.n)
 
 
 def mask_figure(rule: MaskRule, n: int, labels: list[str] | None = None, tiles: int = OVERVIEW_TILES) -> go.Figure:
@@ -149,7 +169,8 @@ def difference_figure(a: MaskRule, b: MaskRule, n: int, tiles: int = OVERVIEW_TI
             ),
         )
     )
-    return _square_layout(fig, f"Difference A − B · {only_a.counts.sum():,} pairs only in A, {only_b.counts.sum():,} only in B", n)
+    title = f"Difference A − B<br>{only_a.counts.sum():,} pairs only in A, {only_b.counts.sum():,} only in B"
+    return _square_layout(fig, title, n)
 
 
 def row_counts_figure(counts: np.ndarray, title: str = "Keys each query may attend to") -> go.Figure:

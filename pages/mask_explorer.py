@@ -73,6 +73,22 @@ def show_stats(s: render.MaskStats):
     )
 
 
+def compare_table(sa: render.MaskStats, sb: render.MaskStats) -> dict:
+    rows = [
+        ("allowed pairs", "{:,}", lambda s: s.allowed_pairs),
+        ("share of causal FLOPs", "{:.2%}", lambda s: s.density_vs_causal),
+        ("keys per query (min)", "{:,}", lambda s: s.min_keys),
+        ("keys per query (mean)", "{:,.1f}", lambda s: s.mean_keys),
+        ("keys per query (max)", "{:,}", lambda s: s.max_keys),
+        ("128×128 blocks run", "{:,}", lambda s: s.blocks_touched),
+    ]
+    return {
+        "measure": [r[0] for r in rows],
+        "A": [fmt.format(get(sa)) for _, fmt, get in rows],
+        "B": [fmt.format(get(sb)) for _, fmt, get in rows],
+    }
+
+
 def explain(pattern):
     info = PATTERN_INFO[pattern]
     st.markdown(f"**{info.title}.** {info.what}  \n**Used by:** {info.used_by}  \n**Cost:** {info.cost}")
@@ -115,10 +131,15 @@ else:
                 f"keys per query **{s.min_keys:,}–{s.max_keys:,}**"
             )
             explain(pattern)
-    try:
-        st.plotly_chart(diff_fig(a, b, n, tiles), width="stretch", config=config, key="fig_diff")
-    except ValueError as e:
-        st.info(f"No difference view: {e}")
+    left, right = st.columns(2)
+    with left:
+        try:
+            st.plotly_chart(diff_fig(a, b, n, tiles), width="stretch", config=config, key="fig_diff")
+        except ValueError as e:
+            st.info(f"No difference view: {e}")
+    with right:
+        st.subheader("A vs B")
+        st.dataframe(compare_table(stats(a[0], n, a[1]), stats(b[0], n, b[1])), width="stretch")
 
 state = {k: st.session_state[k] for k in st.session_state if not k.startswith("_")}
 link = ui.write_url_state(state)
