@@ -51,11 +51,11 @@ def wrap_label(text: str, width: int = 56) -> str:
     return "<br>".join(lines + [line])
 
 
-def _square_layout(fig: go.Figure, title: str, n: int, height: int = 600) -> go.Figure:
+def _square_layout(fig: go.Figure, title: str, n: int, height: int = 640) -> go.Figure:
     fig.update_layout(
-        title=dict(text=title, x=0.0, font=dict(size=14)),
+        title=dict(text=title, x=0.0, xref="paper", y=1.0, yref="container", yanchor="top", pad=dict(t=14), font=dict(size=14)),
         height=height,
-        margin=dict(l=10, r=10, t=110, b=10),
+        margin=dict(l=10, r=10, t=150, b=10),
         plot_bgcolor="white",
     )
     fig.update_xaxes(title_text="key position k (attended to)", side="top", constrain="domain", showgrid=False)
