@@ -21,12 +21,12 @@ from attn.state import INT_MAX, decode_view, encode_view, format_int_list, parse
 PLOT_CONFIG_BASE = {"displaylogo": False, "toImageButtonOptions": {"scale": 2}}
 
 
-def load_url_state(page: str, n_min: int = 8) -> list[str]:
+def load_url_state(page: str, n_min: int = 8, extra=None) -> list[str]:
     """Seed widget state from the URL once per session and page; returns notices for refused values."""
     flag = f"_url_loaded_{page}"
     if st.session_state.get(flag):
         return st.session_state.get(f"_url_notices_{page}", [])
-    values, notices = decode_view(st.query_params.to_dict(), n_min=n_min)
+    values, notices = decode_view(st.query_params.to_dict(), n_min=n_min, extra=extra)
     for key, value in values.items():
         st.session_state[key] = value
     st.session_state[flag] = True
@@ -34,9 +34,9 @@ def load_url_state(page: str, n_min: int = 8) -> list[str]:
     return notices
 
 
-def write_url_state(state: dict) -> str:
+def write_url_state(state: dict, extra_keys=()) -> str:
     """Put the view into the URL; returns the shareable link."""
-    params = encode_view(state)
+    params = encode_view(state, extra_keys)
     if st.query_params.to_dict() != params:
         st.query_params.from_dict(params)
     base = (st.context.url or "http://localhost:8501/").split("?")[0]
@@ -102,3 +102,8 @@ def rule_notes(rule: masks.MaskRule, n: int) -> list[str]:
 
 def hashable_params(params: dict) -> tuple:
     return tuple(sorted((k, tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in params.items()))
+
+
+def share(x: float) -> str:
+    """A percentage with three significant digits, so 0.003% does not print as 0.00%."""
+    return "0%" if x == 0 else f"{x * 100:.3g}%"

@@ -26,8 +26,8 @@ def _int_list(what):
     return parse
 
 
-def _add_rule_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--pattern", required=True, choices=masks.PATTERNS)
+def _add_rule_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--pattern", required=required, choices=masks.PATTERNS)
     p.add_argument("--n", type=int, required=True, help="sequence length")
     p.add_argument("--window", type=int)
     p.add_argument("--dilation", type=int)
@@ -120,6 +120,38 @@ def cmd_bench_render(args) -> int:
     return 0
 
 
+def cmd_reach(args) -> int:
+    from .presets import STACK_PRESETS, build_stack
+    from .reach import layers_until, reach_of_token
+
+    chosen = [x for x in (args.pattern, args.stack, args.preset) if x is not None]
+    if len(chosen) != 1:
+        raise ValueError("Give exactly one of --pattern, --stack or --preset.")
+    if args.preset:
+        if args.preset not in STACK_PRESETS:
+            raise ValueError(f"Unknown preset {args.preset!r}; choose one of: {', '.join(STACK_PRESETS)}.")
+        target = build_stack(STACK_PRESETS[args.preset].spec, args.layers, args.n, args.preset)
+    elif args.stack:
+        target = build_stack(args.stack, args.layers, args.n)
+    else:
+        target = rule_from_args(args)
+    token = args.n - 1 if args.token is None else args.token
+    result = reach_of_token(target, args.n, token, args.layers)
+    out = {
+        "n": args.n,
+        "layers": args.layers,
+        "token": token,
+        "rules": [r.label for r in (target.rules if hasattr(target, "rules") else (target,))],
+        "reach": result.counts,
+        "full_context_layer": result.full_context_layer,
+    }
+    if args.source is not None:
+        out["source"] = args.source
+        out["layers_until_source"] = layers_until(target, args.n, args.source, token)
+    _write_text(json.dumps(out), None)
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m attn", description="Attention Mask Lab command line.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -129,6 +161,15 @@ def main(argv=None) -> int:
     p.add_argument("--tiles", type=int, help="exact T×T tile overview instead of the full matrix")
     p.add_argument("--out", help="output file (required for png and npy)")
     p.set_defaults(func=cmd_mask)
+    p = sub.add_parser("reach", help="receptive field of a token after 1..L layers")
+    _add_rule_args(p, required=False)
+    p.add_argument("--stack", help="per-layer rules cycled over layers, e.g. 'sliding_window window=128 | causal'")
+    p.add_argument("--preset", help="a model's layer stack: mistral-7b-v0.1, gemma2-9b, longformer-base, llama4-scout")
+    p.add_argument("--layers", type=int, required=True)
+    p.add_argument("--token", type=int, help="the token whose reach is traced (default: the last)")
+    p.add_argument("--source", type=int, help="also report the first layer at which this token can influence --token")
+    p.add_argument("--json", action="store_true", help="print JSON (the only output format)")
+    p.set_defaults(func=cmd_reach)
     p = sub.add_parser("bench-render", help="time the exact tile overview at long N (results as JSON)")
     p.add_argument("--n", type=int, default=131072)
     p.add_argument("--tiles", type=int, default=512)

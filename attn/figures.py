@@ -186,3 +186,97 @@ def row_counts_figure(counts: np.ndarray, title: str = "Keys each query may atte
         fig.add_trace(go.Scatter(x=edges, y=low, mode="lines", name="min in bucket", line=dict(color="#e66101")))
     fig.update_layout(title=title, height=260, margin=dict(l=10, r=10, t=40, b=10), xaxis_title="query position q", yaxis_title="keys")
     return fig
+
+
+# ---------------------------------------------------------- receptive field ---
+REACH = "#1b7837"
+
+
+def reach_growth_figure(counts: list[int], token: int, analytic: list[int] | None = None, full_layer: int | None = None):
+    """Tokens reachable vs layer, with the whole context (token + 1) and the analytic line if any."""
+    layers = list(range(1, len(counts) + 1))
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(x=layers, y=counts, mode="lines+markers", name="reach (computed)", line=dict(color=REACH, width=3))
+    )
+    if analytic is not None:
+        fig.add_trace(
+            go.Scatter(x=layers, y=analytic, mode="lines", name="min(q+1, l·(W−1)+1)", line=dict(color="#e66101", dash="dash"))
+        )
+    fig.add_hline(y=token + 1, line=dict(color="#888", dash="dot"), annotation_text=f"whole context: {token + 1:,} tokens")
+    if full_layer is not None:
+        fig.add_vline(x=full_layer, line=dict(color=REACH, dash="dot"), annotation_text=f"layer {full_layer}")
+    fig.update_layout(
+        title=f"Tokens that can influence token {token:,}, after each layer",
+        xaxis_title="layers",
+        yaxis_title="tokens reachable",
+        height=380,
+        margin=dict(l=10, r=10, t=50, b=10),
+        legend=dict(orientation="h", y=-0.2),
+        hovermode="x unified",
+    )
+    return fig
+
+
+def reach_map_figure(sets: np.ndarray, token: int, labels: list[str] | None = None, bins: int = 1024):
+    """Layers (rows, 1 at the top) × input positions: which inputs are within reach.
+
+    sets: bool (L, n). Above `bins` positions, each cell is the exact share of its bin in reach.
+    """
+    layers, n = sets.shape
+    size = -(-n // min(n, bins))
+    edges = np.arange(0, n, size)
+    z = np.add.reduceat(sets.astype(np.float32), edges, axis=1) / np.diff(np.append(edges, n))
+    x = (edges + np.minimum(edges + size, n) - 1) / 2
+    where = "input %{x:.0f}" if size == 1 else f"inputs around %{{x:,.0f}} (bin of {size})"
+    fig = go.Figure(
+        go.Heatmap(
+            x=x.astype(np.float32),
+            y=np.arange(1, layers + 1),
+            z=z,
+            colorscale=[[0, "#ffffff"], [1e-9, "#c7e9c0"], [1, REACH]],
+            zmin=0,
+            zmax=1,
+            showscale=size > 1,
+            xgap=1 if n <= 64 else 0,
+            ygap=1 if layers <= 32 else 0,
+            hovertemplate=f"after layer %{{y}}: {where} " + ("%{z:.0%} in reach" if size > 1 else "%{z:.0f} (1 = in reach)")
+            + "<extra></extra>",
+        )
+    )
+    fig.add_vline(x=token, line=dict(color="#e66101", width=2))
+    fig.update_layout(
+        title=f"Receptive field of token {token:,}, layer by layer (orange line: the token)",
+        height=min(700, 160 + 14 * layers),
+        margin=dict(l=10, r=10, t=50, b=10),
+        plot_bgcolor="white",
+    )
+    fig.update_yaxes(title_text="after layer", autorange="reversed")
+    fig.update_xaxes(title_text="input position")
+    if labels is not None and n <= 64:
+        fig.update_xaxes(tickmode="array", tickvals=list(range(n)), ticktext=labels, tickangle=-60, tickfont=dict(size=9))
+    return fig
+
+
+def bool_matrix_figure(matrix: np.ndarray, title: str, yes: str, no: str, color: str = REACH):
+    """A small boolean matrix, cell by cell, with words on hover (e.g. a reach matrix)."""
+    n = matrix.shape[0]
+    words = np.where(matrix, yes, no)
+    hover = np.char.add(np.char.add(np.char.add("output ", np.arange(n).astype(str)[:, None]), " ← input "), np.arange(n).astype(str)[None, :])
+    fig = go.Figure(
+        go.Heatmap(
+            z=matrix.astype(np.int8),
+            customdata=np.char.add(np.char.add(hover, ": "), words),
+            hovertemplate="%{customdata}<extra></extra>",
+            colorscale=[[0, MASKED], [1, color]],
+            zmin=0,
+            zmax=1,
+            showscale=False,
+            xgap=1 if n <= 64 else 0,
+            ygap=1 if n <= 64 else 0,
+        )
+    )
+    _square_layout(fig, title, n, height=520)
+    fig.update_xaxes(title_text="input position (layer 0)")
+    fig.update_yaxes(title_text="output position")
+    return fig

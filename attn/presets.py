@@ -181,3 +181,88 @@ def split_evenly(n: int, parts: int) -> tuple[int, ...]:
     parts = max(1, min(parts, n))
     base, extra = divmod(n, parts)
     return tuple(base + (1 if i < extra else 0) for i in range(parts))
+
+
+# ------------------------------------------------------------ layer stacks ---
+@dataclass(frozen=True)
+class StackPreset:
+    name: str
+    title: str
+    layers: int
+    spec: str  # per-layer rules, cycled; the syntax of `parse_stack`
+    source: str
+
+
+# Values from the published model configs (config.json on the Hugging Face hub).
+STACK_PRESETS = {
+    p.name: p
+    for p in [
+        StackPreset(
+            "mistral-7b-v0.1",
+            "Mistral 7B v0.1: 32 × sliding window 4096",
+            32,
+            "sliding_window window=4096",
+            "mistralai/Mistral-7B-v0.1 config: num_hidden_layers 32, sliding_window 4096",
+        ),
+        StackPreset(
+            "gemma2-9b",
+            "Gemma 2 9B: 42 layers, sliding window 4096 / global, alternating",
+            42,
+            "sliding_window window=4096 | causal",
+            "google/gemma-2-9b config: num_hidden_layers 42, sliding_window 4096, local layers first",
+        ),
+        StackPreset(
+            "longformer-base",
+            "Longformer base: 12 × window 512 + global token 0",
+            12,
+            "local_global window=512 global_tokens=0 causal=0",
+            "allenai/longformer-base-4096 config: 12 layers, attention_window 512; [CLS] global",
+        ),
+        StackPreset(
+            "llama4-scout",
+            "Llama 4 Scout: 48 layers, 3 chunked (8192) then 1 global",
+            48,
+            "chunked chunk=8192 | chunked chunk=8192 | chunked chunk=8192 | causal",
+            "meta-llama/Llama-4-Scout-17B-16E config: 48 layers, attention_chunk_size 8192, every 4th layer global",
+        ),
+    ]
+}
+
+
+def parse_stack(text: str, n: int | None = None, max_rules: int = 16) -> tuple:
+    """'sliding_window window=128 | causal' -> rules cycled over layers.
+
+    Each item is a pattern name followed by name=value parameters (lists as 0,5,9; booleans
+    as 0/1). Parsed with a whitelist: only known patterns and parameters are accepted.
+    """
+    from .masks import build
+    from .state import parse_param
+
+    items = [t.strip() for t in str(text).split("|")]
+    if not any(items):
+        raise ValueError("The layer stack is empty: give at least one pattern, e.g. 'sliding_window window=128 | causal'.")
+    if len(items) > max_rules:
+        raise ValueError(f"A stack cycles at most {max_rules} rules, got {len(items)}.")
+    rules = []
+    for item in items:
+        words = item.split()
+        if not words:
+            raise ValueError("Empty item between '|' in the layer stack.")
+        pattern, params = words[0], default_params(words[0], n) if words[0] in PATTERN_INFO else None
+        if params is None:
+            raise ValueError(f"Unknown pattern '{pattern[:30]}' in the layer stack.")
+        for word in words[1:]:
+            name, _, value = word.partition("=")
+            if name not in PATTERN_INFO[pattern].params or not value:
+                allowed = ", ".join(PATTERN_INFO[pattern].params) or "none"
+                raise ValueError(f"'{word[:30]}' is not a parameter of {pattern} (its parameters: {allowed}).")
+            parsed = parse_param(PARAMS[name], value)
+            params[name] = tuple(int(v) for v in parsed.split(",")) if PARAMS[name].kind == "int_list" else parsed
+        rules.append(build(pattern, n, **params))
+    return tuple(rules)
+
+
+def build_stack(spec: str, layers: int, n: int | None = None, name: str = "custom"):
+    from .masks import LayerStack
+
+    return LayerStack(name, parse_stack(spec, n), layers)

@@ -66,10 +66,11 @@ def encode_param(spec: ParamSpec, value) -> str:
     return str(value).replace(" ", "")
 
 
-def decode_view(query: Mapping[str, object], n_min: int = 8) -> tuple[dict, list[str]]:
+def decode_view(query: Mapping[str, object], n_min: int = 8, extra: Mapping | None = None) -> tuple[dict, list[str]]:
     """Validated settings from URL query parameters, and a notice per value that was refused.
 
     Unknown keys are ignored; a refused value is left out, so the widget keeps its default.
+    extra: page-specific keys, each mapped to a parser (text -> value, ValueError if refused).
     """
     values: dict = {}
     notices: list[str] = []
@@ -100,18 +101,26 @@ def decode_view(query: Mapping[str, object], n_min: int = 8) -> tuple[dict, list
         take(prefix + "pattern", pattern)
         for name, spec in PARAMS.items():
             take(prefix + name, lambda t, s=spec: parse_param(s, t))
+    for key, parse in (extra or {}).items():
+        take(key, parse)
     return values, notices
 
 
-def encode_view(state: Mapping[str, object]) -> dict[str, str]:
-    """URL query parameters for a view: N, flags, and the parameters of the shown pattern(s)."""
+def encode_view(state: Mapping[str, object], extra_keys=()) -> dict[str, str]:
+    """URL query parameters for a view: N, flags, the parameters of the shown pattern(s),
+    and the page's own keys (`extra_keys`, written as text)."""
     out = {"n": str(state["n"])}
+    for key in extra_keys:
+        if key in state and state[key] is not None:
+            out[key] = encode_param(PARAMS["causal"], state[key]) if isinstance(state[key], bool) else str(state[key])
     prefixes = PREFIXES if state.get("compare") else ("",)
     for flag in ("compare", "labels"):
         if state.get(flag):
             out[flag] = "1"
     for prefix in prefixes:
-        pattern = state[prefix + "pattern"]
+        pattern = state.get(prefix + "pattern")
+        if pattern is None:
+            continue
         out[prefix + "pattern"] = pattern
         for name in PATTERN_INFO[pattern].params:
             key = prefix + name

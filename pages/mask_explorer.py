@@ -58,17 +58,17 @@ def sidebar_rule(prefix, title, default):
 def show_stats(s: render.MaskStats):
     top, bottom = st.columns(3), st.columns(3)
     top[0].metric("Allowed pairs", f"{s.allowed_pairs:,}", help="(query, key) pairs the mask lets through")
-    top[1].metric("Density vs full", f"{s.density_vs_full:.2%}", help="allowed / N²")
+    top[1].metric("Density vs full", ui.share(s.density_vs_full), help="allowed / N²")
     top[2].metric(
         "FLOPs vs causal",
-        f"{s.density_vs_causal:.2%}",
+        ui.share(s.density_vs_causal),
         help="allowed / (N(N+1)/2): the share of causal attention's work (4·d FLOPs per pair)",
     )
     bottom[0].metric("Keys per query: min", f"{s.min_keys:,}", help=f"mean {s.mean_keys:,.1f}")
-    bottom[1].metric("Keys per query: max", f"{s.max_keys:,}")
+    bottom[1].metric("Keys per query: max", f"{s.max_keys:,}", help="the most keys any single query may attend to")
     bottom[2].metric(
         "128×128 blocks run",
-        f"{s.blocks_touched / s.blocks_total:.1%}",
+        ui.share(s.blocks_touched / s.blocks_total),
         help=f"{s.blocks_touched:,} of {s.blocks_total:,} blocks hold an allowed pair: what a block-sparse kernel "
         f"(FlexAttention) computes, {s.executed_flops_blocks(64) / max(s.useful_flops(64), 1):.2f}× the useful FLOPs",
     )
@@ -77,7 +77,7 @@ def show_stats(s: render.MaskStats):
 def compare_table(sa: render.MaskStats, sb: render.MaskStats) -> dict:
     rows = [
         ("allowed pairs", "{:,}", lambda s: s.allowed_pairs),
-        ("share of causal FLOPs", "{:.2%}", lambda s: s.density_vs_causal),
+        ("share of causal FLOPs", "{}", lambda s: ui.share(s.density_vs_causal)),
         ("keys per query (min)", "{:,}", lambda s: s.min_keys),
         ("keys per query (mean)", "{:,.1f}", lambda s: s.mean_keys),
         ("keys per query (max)", "{:,}", lambda s: s.max_keys),

@@ -1,0 +1,184 @@
+"""Receptive Field: how far information travels through L layers under a mask or a per-layer stack."""
+
+import streamlit as st
+
+import ui
+from attn import figures, masks, reach
+from attn.presets import STACK_PRESETS, build_stack
+from attn.state import parse_bounded_int
+
+SAMPLE = "The quick brown fox jumps over the lazy dog while the cat sleeps in the warm sun"
+SOURCES = ["pattern", *STACK_PRESETS, "custom"]
+TITLES = {"pattern": "One pattern in every layer", "custom": "Custom stack (rules cycled over layers)"} | {
+    k: p.title for k, p in STACK_PRESETS.items()
+}
+URL_KEYS = {
+    "stack": lambda t: t if t in SOURCES else (_ for _ in ()).throw(ValueError(f"unknown stack '{t[:30]}'.")),
+    "custom": lambda t: t[:400],
+    "layers": lambda t: parse_bounded_int(t, "Layers", 1, reach.MAX_LAYERS),
+    "token": lambda t: parse_bounded_int(t, "Token", 0, masks.MAX_N - 1),
+    "layer": lambda t: parse_bounded_int(t, "Layer", 1, reach.MAX_LAYERS),
+    "src": lambda t: parse_bounded_int(t, "Source token", 0, masks.MAX_N - 1),
+}
+
+
+def target_for(source, pattern, params, custom, n, layers):
+    if source == "pattern":
+        return masks.build(pattern, n, **dict(params))
+    spec = custom if source == "custom" else STACK_PRESETS[source].spec
+    return build_stack(spec, layers, n, source)
+
+
+@st.cache_data(max_entries=32, show_spinner="Tracing paths through the layers…")
+def token_reach(source, pattern, params, custom, n, token, layers):
+    return reach.reach_of_token(target_for(source, pattern, params, custom, n, layers), n, token, layers)
+
+
+@st.cache_data(max_entries=16, show_spinner="Composing the layer masks…")
+def matrix(source, pattern, params, custom, n, layers):
+    return reach.reach_matrix(target_for(source, pattern, params, custom, n, layers), n, layers)
+
+
+@st.cache_data(max_entries=32)
+def until(source, pattern, params, custom, n, a, b):
+    return reach.layers_until(target_for(source, pattern, params, custom, n, reach.MAX_LAYERS), n, a, b)
+
+
+def on_source_change():
+    chosen = st.session_state["stack"]
+    if chosen in STACK_PRESETS:
+        st.session_state["layers"] = STACK_PRESETS[chosen].layers
+
+
+def why(rules, n):
+    names = {r.name for r in rules}
+    lines = []
+    if names == {"sliding_window"} and len(rules) == 1:
+        w = rules[0].param_dict["window"]
+        lines.append(
+            f"Each layer lets information hop at most W−1 = {w - 1} positions back, and the residual stream carries what "
+            f"earlier layers gathered: after l layers token q draws on min(q+1, l·(W−1)+1) tokens. Mistral 7B's "
+            f"32 layers × 4096 reach 32·4095+1 = 131,041 tokens, though each layer only looks 4096 back."
+        )
+    if "chunked" in names:
+        lines.append(
+            "Chunked attention never crosses a chunk boundary, however many layers are stacked: only a global (full) "
+            "layer connects chunks. That is why Llama 4 interleaves one global layer after every three chunked ones."
+        )
+    if {"local_global", "bigbird"} & names:
+        lines.append(
+            "A global token sees everything and is seen by everything, so any two tokens are at most two hops apart "
+            "through it: after two layers the whole sequence is reachable (when a global token exists in range)."
+        )
+    if "causal" in names and len(rules) > 1:
+        lines.append(
+            "One full causal layer connects a token to its whole past at once: hybrid stacks such as Gemma 2 "
+            "(local 4096 / global, alternating) reach the whole context after their first global layer."
+        )
+    if not lines:
+        lines.append("The reach grows as paths chain allowed edges across layers; each layer adds at most one hop.")
+    return lines
+
+
+st.title("Receptive Field")
+st.caption(
+    "After L layers, which earlier tokens can influence a token? Exact paths through the masks "
+    "(residual connections included): what the mask allows, not what a model uses."
+)
+for notice in ui.load_url_state("reach", extra=URL_KEYS):
+    st.warning(notice, icon="🔗")
+
+with st.sidebar:
+    ui.set_default("n", 256)
+    n = st.number_input("Sequence length N", min_value=8, max_value=masks.MAX_N, step=1, key="n")
+    ui.set_default("stack", "pattern")
+    source = st.selectbox("Layers", SOURCES, key="stack", format_func=TITLES.get, on_change=on_source_change)
+    pattern, params, custom, error = None, (), "", None
+    if source == "pattern":
+        pattern = ui.pattern_select("", "Pattern", "sliding_window")
+        raw = ui.param_widgets("", pattern, n)
+        try:
+            params = ui.hashable_params(ui.rule_params(pattern, raw))
+            masks.build(pattern, n, **dict(params))
+        except ValueError as e:
+            error = str(e)
+            st.error(error, icon="⚠️")
+    elif source == "custom":
+        ui.set_default("custom", "chunked chunk=32 | chunked chunk=32 | causal")
+        custom = st.text_input("Rules, cycled over layers", key="custom", help="e.g. sliding_window window=64 | causal")
+    else:
+        st.caption(STACK_PRESETS[source].source)
+    ui.set_default("layers", 8 if source in ("pattern", "custom") else STACK_PRESETS[source].layers)
+    layers = st.number_input("Number of layers L", step=1, key="layers", help=f"1 to {reach.MAX_LAYERS}")
+    ui.set_default("token", n - 1)
+    token = st.number_input("Token to trace", step=1, key="token", help="0 to N−1")
+
+try:
+    if error:
+        raise ValueError(error)
+    reach.check_layers(layers)
+    reach.check_token(token, n)
+    result = token_reach(source, pattern, params, custom, n, token, layers)
+except ValueError as e:
+    st.error(f"{e}", icon="⚠️")
+    st.stop()
+
+target = target_for(source, pattern, params, custom, n, layers)
+rules = list(target.rules) if isinstance(target, masks.LayerStack) else [target]
+counts = result.counts
+if st.session_state.get("layer", 1) > layers:
+    st.session_state["layer"] = layers
+ui.set_default("layer", min(2, layers))
+layer = st.slider("Show the reach after layer", 1, max(layers, 2), key="layer", disabled=layers == 1) if layers > 1 else 1
+
+full = result.full_context_layer
+c = st.columns(3)
+c[0].metric(f"Reach after layer {layer}", f"{counts[layer - 1]:,} tokens", help="inputs token can draw on, itself included")
+c[1].metric("Share of its context", f"{counts[layer - 1] / (token + 1):.1%}", help=f"of the {token + 1:,} tokens 0..{token}")
+c[2].metric("Whole context reached at", f"layer {full}" if full else "never", help=f"within {layers} layers")
+if full is None:
+    st.caption(
+        f"Within {layers} layers token {token:,} never draws on all of 0..{token:,}: "
+        + ("the reach stops growing (a boundary no layer crosses)." if counts[-1] == counts[max(0, layers - 2)] and layers > 1
+           else "it still grows; add layers to see when it gets there.")
+    )
+
+analytic = None
+if len(rules) == 1 and rules[0].name == "sliding_window":
+    analytic = [reach.sliding_window_reach(token, l, rules[0].param_dict["window"]) for l in range(1, layers + 1)]
+left, right = st.columns([3, 2])
+with left:
+    st.plotly_chart(figures.reach_growth_figure(counts, token, analytic, full), width="stretch", config=ui.PLOT_CONFIG_BASE)
+with right:
+    st.subheader("Why it matters")
+    for line in why(rules, n):
+        st.markdown(f"- {line}")
+
+labels = figures.token_labels(SAMPLE, n) if n <= 64 else None
+st.plotly_chart(figures.reach_map_figure(result.sets, token, labels), width="stretch", config=ui.PLOT_CONFIG_BASE)
+spans = reach.intervals_of(result.sets[layer - 1])
+shown = ", ".join(f"{a:,}–{b - 1:,}" for a, b in spans[:12]) + (" …" if len(spans) > 12 else "")
+st.markdown(f"**After layer {layer}** token {token:,} can draw on positions {shown} ({len(spans)} interval(s)).")
+
+if n <= 128:
+    st.plotly_chart(
+        figures.bool_matrix_figure(matrix(source, pattern, params, custom, n, layer), f"Reach matrix after layer {layer}: "
+                                   "mask composed with itself, residual included", "path exists", "no path"),
+        width="stretch", config=ui.PLOT_CONFIG_BASE,
+    )
+
+st.subheader("How many layers until token a can influence token b?")
+q = st.columns(3)
+ui.set_default("src", 0)
+a = q[0].number_input("token a (earlier)", step=1, key="src")
+b = q[1].number_input("token b", value=int(token), step=1, disabled=True, help="the traced token")
+try:
+    needed = until(source, pattern, params, custom, n, int(a), int(token))
+    q[2].metric("Layers needed", "never (within 64)" if needed is None else f"{needed}")
+except ValueError as e:
+    q[2].error(str(e))
+
+state = {k: st.session_state[k] for k in st.session_state if not k.startswith("_")}
+link = ui.write_url_state(state, extra_keys=[k for k in URL_KEYS if k in state and (k != "custom" or source == "custom")])
+with st.expander("Share this view"):
+    st.code(link, language=None)
