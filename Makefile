@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 PORT   ?= 8501
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test install install-dev browser bench-render clean
+.PHONY: run test install install-dev browser bench-cpu clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -35,8 +35,10 @@ browser:
 test: install-dev browser
 	$(PY) -m pytest
 
-bench-render: install
+# CPU benchmarks (results committed under assets/bench/).
+bench-cpu: install
 	$(PY) -m attn bench-render --json assets/bench/render_cpu.json
+	$(PY) -m attn bench-reach --json assets/bench/reach_cpu.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts

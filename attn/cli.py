@@ -105,7 +105,7 @@ def _write_text(text: str, path: str | None) -> None:
 
 
 def cmd_bench_render(args) -> int:
-    from .bench_render import run_render_bench
+    from .bench_cpu import run_render_bench
 
     rows = run_render_bench(n=args.n, tiles=args.tiles, repeats=args.repeats)
     text = json.dumps(rows, indent=1)
@@ -131,7 +131,7 @@ def cmd_reach(args) -> int:
         if args.preset not in STACK_PRESETS:
             raise ValueError(f"Unknown preset {args.preset!r}; choose one of: {', '.join(STACK_PRESETS)}.")
         target = build_stack(STACK_PRESETS[args.preset].spec, args.layers, args.n, args.preset)
-    elif args.stack:
+    elif args.stack is not None:
         target = build_stack(args.stack, args.layers, args.n)
     else:
         target = rule_from_args(args)
@@ -149,6 +149,17 @@ def cmd_reach(args) -> int:
         out["source"] = args.source
         out["layers_until_source"] = layers_until(target, args.n, args.source, token)
     _write_text(json.dumps(out), None)
+    return 0
+
+
+def cmd_bench_reach(args) -> int:
+    from .bench_cpu import run_reach_bench
+
+    rows = run_reach_bench(n=args.n, repeats=args.repeats)
+    if args.json:
+        _write_text(json.dumps(rows, indent=1), args.json)
+    for r in rows:
+        print(f"{r['stack']:<18} L={r['layers']:<3} {r['time_s_median']:.3f} s  reach {r['reach_last_layer']:,}", file=sys.stderr)
     return 0
 
 
@@ -176,6 +187,11 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--json", help="write the rows to this file")
     p.set_defaults(func=cmd_bench_render)
+    p = sub.add_parser("bench-reach", help="time last-token reach per layer at long N (results as JSON)")
+    p.add_argument("--n", type=int, default=131072)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--json", help="write the rows to this file")
+    p.set_defaults(func=cmd_bench_reach)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

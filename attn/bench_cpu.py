@@ -1,4 +1,4 @@
-"""Benchmark of the exact tile overview (the figure behind every long mask).
+"""CPU benchmarks of the exact long-sequence computations: tile overview and receptive field.
 
 Reference in the same run: the same overview counted pair by pair (dense predicate
 evaluation in row chunks) at a smaller N, scaled by the number of pairs, so the
@@ -69,6 +69,40 @@ def run_render_bench(n: int = 131072, tiles: int = 512, repeats: int = 5, ref_n:
                 "speedup_vs_dense": round(dense_estimate / t, 1),
                 "device": f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
                 "numpy": np.__version__,
+                "torch": torch.__version__,
+                "date": datetime.date.today().isoformat(),
+            }
+        )
+    return rows
+
+
+def run_reach_bench(n: int = 131072, repeats: int = 5) -> list[dict]:
+    """Last-token reach per layer at long N, for the Mistral and Gemma 2 presets.
+
+    Reference in the same run: one boolean composition step (N³ work) at N = 512,
+    scaled to this N, i.e. what the matrix method would cost per layer.
+    """
+    from .presets import STACK_PRESETS, build_stack
+    from .reach import reach_matrix, reach_of_token
+
+    t_ref = _median_time(lambda: reach_matrix(masks.sliding_window(64), 512, 1), 3)
+    rows = []
+    for name in ("mistral-7b-v0.1", "gemma2-9b"):
+        preset = STACK_PRESETS[name]
+        stack = build_stack(preset.spec, preset.layers, n, name)
+        t = _median_time(lambda: reach_of_token(stack, n, n - 1, preset.layers), repeats)
+        result = reach_of_token(stack, n, n - 1, preset.layers)
+        rows.append(
+            {
+                "stack": name,
+                "n": n,
+                "layers": preset.layers,
+                "time_s_median": round(t, 4),
+                "repeats": repeats,
+                "reach_last_layer": result.counts[-1],
+                "full_context_layer": result.full_context_layer,
+                "matrix_method_estimate_s_per_layer": round(t_ref * (n / 512) ** 3, 1),
+                "device": f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
                 "torch": torch.__version__,
                 "date": datetime.date.today().isoformat(),
             }

@@ -1,0 +1,58 @@
+"""Receptive Field page through AppTest."""
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from attn.reach import sliding_window_reach
+
+PAGE = Path(__file__).resolve().parent.parent / "pages" / "receptive_field.py"
+
+
+def open_page(**query):
+    at = AppTest.from_file(str(PAGE), default_timeout=120)
+    at.query_params.update(query)
+    return at.run()
+
+
+def metric(at, prefix):
+    return next(m for m in at.metric if m.label.startswith(prefix))
+
+
+def test_sliding_window_reach_follows_the_layer_slider():
+    at = open_page(n="64", stack="pattern", pattern="sliding_window", window="4", layers="8", token="63", layer="2")
+    assert not at.exception and not at.warning
+    assert metric(at, "Reach after layer").value == f"{sliding_window_reach(63, 2, 4)} tokens"
+    at.slider(key="layer").set_value(6).run()
+    m = metric(at, "Reach after layer")
+    assert m.label == "Reach after layer 6" and m.value == f"{sliding_window_reach(63, 6, 4)} tokens"
+    assert metric(at, "Whole context").value == "never"
+    assert metric(at, "Layers needed").value == str(-(-63 // 3))  # token 0 reaches 63 once 3l+1 >= 64
+
+
+def test_presets_and_custom_stack():
+    at = open_page(n="131072", stack="gemma2-9b", token="131071", layer="1")
+    assert not at.exception
+    assert at.number_input(key="layers").value == 42
+    assert metric(at, "Reach after layer 1").value == "4,096 tokens"
+    assert metric(at, "Whole context").value == "layer 2"
+
+    at = open_page(n="256", stack="custom", custom="chunked chunk=32 | chunked chunk=32 | causal", layers="6", token="255")
+    assert not at.exception and not at.error
+    assert metric(at, "Whole context").value == "layer 3"
+
+
+def test_bad_input_messages():
+    at = open_page(layers="0", token="x", stack="bogus")
+    assert not at.exception
+    assert len(at.warning) == 3 and all(w.value.startswith("Ignored URL parameter") for w in at.warning)
+
+    at = open_page(n="64", token="63")
+    at.number_input(key="layers").set_value(65).run()
+    assert not at.exception and any("between 1 and 64" in e.value for e in at.error)
+    at.number_input(key="layers").set_value(4)
+    at.number_input(key="token").set_value(64).run()
+    assert not at.exception and any("from 0 to 63" in e.value for e in at.error)
+
+    at = open_page(stack="custom", custom="sliding_window wndow=4")
+    assert not at.exception and any("not a parameter of sliding_window" in e.value for e in at.error)

@@ -1,0 +1,155 @@
+"""Receptive field against brute-force BFS over the layer graph and analytic answers."""
+
+import json
+import random
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from attn import masks as M
+from attn.presets import build_stack
+from attn.reach import as_stack, layers_until, reach_matrix, reach_of_token, sliding_window_reach
+
+
+def bfs_reach(target, n, token, layers):
+    """Reach sets after layers 1..L by breadth-first search over (layer, position) nodes."""
+    rules = list(as_stack(target, layers))
+    dense = [r.dense(n).numpy() for r in rules]
+    out = []
+    for l in range(1, layers + 1):
+        frontier, seen = {token}, {token}
+        for j in range(l - 1, -1, -1):  # layer j+1 first, walking back to the input
+            nxt = set(frontier)
+            for q in frontier:
+                nxt.update(np.flatnonzero(dense[j][q]).tolist())
+            frontier = nxt
+        out.append(frontier)
+    return out
+
+
+def rules_for(n):
+    return [
+        M.full(),
+        M.causal(),
+        M.sliding_window(4),
+        M.band(6),
+        M.dilated(9, 3),
+        M.dilated(8, 2, False),
+        M.local_global(3, [5]),
+        M.bigbird(3, [0], 2, 1, 4, n),
+        M.strided(5),
+        M.chunked(7),
+        M.chunked(6, causal=False),
+        M.sinks(2, 3),
+        M.prefix_lm(9),
+        M.document([n // 2, n - n // 2]),
+    ]
+
+
+@pytest.mark.parametrize("n", [2, 13, 60])
+def test_every_pattern_matches_bfs(n):
+    for rule in rules_for(n):
+        for token in {0, n // 3, n - 1}:
+            ref = bfs_reach(rule, n, token, 4)
+            got = reach_of_token(rule, n, token, 4)
+            for l in range(4):
+                assert set(np.flatnonzero(got.sets[l]).tolist()) == ref[l], (rule.label, token, l)
+            assert set(np.flatnonzero(reach_matrix(rule, n, 4)[token]).tolist()) == ref[3]
+
+
+def test_random_stacks_match_bfs():
+    rng = random.Random(0)
+    n = 300
+    pool = rules_for(n)
+    for _ in range(6):
+        cycle = tuple(rng.choice(pool) for _ in range(rng.randint(2, 4)))
+        stack = M.LayerStack("random", cycle, 6)
+        for token in (rng.randrange(n), n - 1):
+            ref = bfs_reach(stack, n, token, 6)
+            got = reach_of_token(stack, n, token, 6)
+            assert [set(np.flatnonzero(s).tolist()) for s in got.sets] == ref
+
+
+@pytest.mark.parametrize("window", [2, 4, 128])
+def test_sliding_window_analytic(window):
+    n = 1000
+    for token in (0, 57, 999):
+        got = reach_of_token(M.sliding_window(window), n, token, 12)
+        assert got.counts == [sliding_window_reach(token, l, window) for l in range(1, 13)]
+        # and the reach is the contiguous block that ends at the token
+        last = got.sets[-1]
+        assert last[token - got.counts[-1] + 1 : token + 1].all() and last.sum() == got.counts[-1]
+
+
+def test_mistral_reach_at_131072():
+    got = reach_of_token(M.sliding_window(4096), 131072, 131071, 32)
+    assert got.counts[-1] == 32 * 4095 + 1 == 131041
+    assert got.full_context_layer is None
+
+
+def test_chunked_never_leaves_its_chunk():
+    got = reach_of_token(M.chunked(64), 1024, 700, 40)
+    assert all(c == 700 - 640 + 1 for c in got.counts)
+    assert not got.sets[:, :640].any() and not got.sets[:, 704:].any()
+
+
+def test_local_global_reaches_everything_by_layer_2():
+    n = 500
+    got = reach_of_token(M.local_global(4, [10]), n, 400, 3)  # Longformer: bidirectional
+    assert got.counts[0] == 5 + 1 and got.counts[1] == n and got.full_context_layer == 2
+    # Made causal, the global token only gathers its own past: two hops no longer reach everything.
+    causal = reach_of_token(M.local_global(4, [10], causal=True), n, 400, 3)
+    assert causal.sets[1][:11].all() and not causal.sets[1][11:390].any()
+
+
+def test_gemma2_stack_at_131072():
+    got = reach_of_token(build_stack("sliding_window window=4096 | causal", 42, 131072), 131072, 131071, 42)
+    assert got.counts[0] == 4096 and got.counts[1] == 131072 and got.full_context_layer == 2
+
+
+def test_layers_until():
+    # token 1000 sees token 0 once l·(W−1)+1 >= 1001
+    assert layers_until(M.sliding_window(128), 2048, 0, 1000) == -(-1000 // 127)
+    assert layers_until(M.chunked(64), 1024, 0, 700) is None
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: reach_of_token(M.causal(), 64, 3, 0), "between 1 and 64"),
+        (lambda: reach_of_token(M.causal(), 64, 3, 65), "between 1 and 64"),
+        (lambda: reach_of_token(M.causal(), 64, 64, 2), "from 0 to 63"),
+        (lambda: reach_of_token(M.causal(), 64, -1, 2), "from 0 to 63"),
+        (lambda: build_stack("", 4), "empty"),
+        (lambda: reach_matrix(M.causal(), 2000, 2), "up to N = 1024"),
+    ],
+)
+def test_bad_input(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "attn", "reach", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_cli_reach_json():
+    r = run_cli("--pattern", "sliding_window", "--window", "4", "--n", "64", "--layers", "5", "--token", "63", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["reach"] == [sliding_window_reach(63, l, 4) for l in range(1, 6)]
+    assert out["full_context_layer"] is None
+    r = run_cli("--stack", "chunked chunk=16 | causal", "--n", "64", "--layers", "3", "--json")
+    assert json.loads(r.stdout)["reach"] == [16, 64, 64]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--pattern", "causal", "--n", "64", "--layers", "0"], ["--pattern", "causal", "--n", "64", "--layers", "2", "--token", "64"],
+     ["--stack", "", "--n", "64", "--layers", "2"], ["--preset", "nope", "--n", "64", "--layers", "2"]],
+)
+def test_cli_reach_bad_input_exits_2(args):
+    r = run_cli(*args)
+    assert r.returncode == 2 and "error:" in r.stderr and "Traceback" not in r.stderr
