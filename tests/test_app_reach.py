@@ -6,7 +6,7 @@ from streamlit.testing.v1 import AppTest
 
 from attn.reach import sliding_window_reach
 
-PAGE = Path(__file__).resolve().parent.parent / "pages" / "receptive_field.py"
+PAGE = Path(__file__).resolve().parent.parent / "app_pages" / "receptive_field.py"
 
 
 def open_page(**query):
