@@ -266,3 +266,34 @@ def build_stack(spec: str, layers: int, n: int | None = None, name: str = "custo
     from .masks import LayerStack
 
     return LayerStack(name, parse_stack(spec, n), layers)
+
+
+def reach_explanations(rules) -> list[str]:
+    """Why the reach of this rule or stack grows the way it does, in a few sentences."""
+    names = {r.name for r in rules}
+    lines = []
+    if names == {"sliding_window"} and len(rules) == 1:
+        w = rules[0].param_dict["window"]
+        lines.append(
+            f"Each layer lets information hop at most W−1 = {w - 1} positions back, and the residual stream carries what "
+            f"earlier layers gathered: after l layers token q draws on min(q+1, l·(W−1)+1) tokens. Mistral 7B's "
+            f"32 layers × 4096 reach 32·4095+1 = 131,041 tokens, though each layer only looks 4096 back."
+        )
+    if "chunked" in names:
+        lines.append(
+            "Chunked attention never crosses a chunk boundary, however many layers are stacked: only a global (full) "
+            "layer connects chunks. That is why Llama 4 interleaves one global layer after every three chunked ones."
+        )
+    if {"local_global", "bigbird"} & names:
+        lines.append(
+            "A global token sees everything and is seen by everything, so any two tokens are at most two hops apart "
+            "through it: after two layers the whole sequence is reachable (when a global token exists in range)."
+        )
+    if "causal" in names and len(rules) > 1:
+        lines.append(
+            "One full causal layer connects a token to its whole past at once: hybrid stacks such as Gemma 2 "
+            "(local 4096 / global, alternating) reach the whole context after their first global layer."
+        )
+    if not lines:
+        lines.append("The reach grows as paths chain allowed edges across layers; each layer adds at most one hop.")
+    return lines
