@@ -32,8 +32,9 @@ browser:
 	  else echo "Chromium missing: install Debian's 'chromium' package for the browser tests."; fi; \
 	fi
 
+# pytest exits 5 when it collects no tests: that is a failure too, said in words.
 test: install-dev browser
-	$(PY) -m pytest
+	@$(PY) -m pytest || { rc=$$?; [ $$rc -eq 5 ] && echo "pytest collected no tests (exit 5): failing."; exit $$rc; }
 
 # CPU benchmarks (results committed under assets/bench/).
 bench-cpu: install
