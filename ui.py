@@ -25,12 +25,11 @@ def load_url_state(page: str, n_min: int = 8, extra=None) -> list[str]:
     """Seed widget state from the URL once per session and page; returns notices for refused values."""
     flag = f"_url_loaded_{page}"
     if st.session_state.get(flag):
-        return st.session_state.get(f"_url_notices_{page}", [])
+        return []  # notices concern the link as opened; they go once the user acts
     values, notices = decode_view(st.query_params.to_dict(), n_min=n_min, extra=extra)
     for key, value in values.items():
         st.session_state[key] = value
     st.session_state[flag] = True
-    st.session_state[f"_url_notices_{page}"] = notices
     return notices
 
 

@@ -62,7 +62,7 @@ with st.sidebar:
     ui.set_default("n", 256)
     n = st.number_input("Sequence length N", min_value=8, max_value=masks.MAX_N, step=1, key="n")
     ui.set_default("stack", "pattern")
-    source = st.selectbox("Layers", SOURCES, key="stack", format_func=TITLES.get, on_change=on_source_change)
+    source = st.selectbox("Rule in each layer", SOURCES, key="stack", format_func=TITLES.get, on_change=on_source_change)
     pattern, params, custom, error = None, (), "", None
     if source == "pattern":
         pattern = ui.pattern_select("", "Pattern", "sliding_window")
@@ -96,11 +96,13 @@ except ValueError as e:
 target = target_for(source, pattern, params, custom, n, layers)
 rules = list(target.rules) if isinstance(target, masks.LayerStack) else [target]
 counts = result.counts
-if st.session_state.get("layer", 1) > layers:
+# The slider's value is lost on runs that stop before drawing it (bad input); keep a copy.
+ui.set_default("layer", st.session_state.get("_layer_keep", min(2, layers)))
+if st.session_state["layer"] > layers:
     st.session_state["layer"] = layers
-ui.set_default("layer", min(2, layers))
 layer = st.slider("Show the reach after layer", 1, max(layers, 2), key="layer", disabled=layers == 1) if layers > 1 else 1
 
+st.session_state["_layer_keep"] = layer
 full = result.full_context_layer
 c = st.columns(3)
 c[0].metric(f"Reach after layer {layer}", f"{counts[layer - 1]:,} tokens", help="inputs token can draw on, itself included")
@@ -130,7 +132,9 @@ spans = reach.intervals_of(result.sets[layer - 1])
 shown = ", ".join(f"{a:,}–{b - 1:,}" for a, b in spans[:12]) + (" …" if len(spans) > 12 else "")
 st.markdown(f"**After layer {layer}** token {token:,} can draw on positions {shown} ({len(spans)} interval(s)).")
 
-if n <= 128:
+if n > 128:
+    st.caption("The full reach matrix (every output × every input) is drawn for N ≤ 128; above, trace one token.")
+else:
     st.plotly_chart(
         figures.bool_matrix_figure(matrix(source, pattern, params, custom, n, layer), f"Reach matrix after layer {layer}: "
                                    "mask composed with itself, residual included", "path exists", "no path"),

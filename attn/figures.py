@@ -238,6 +238,7 @@ def reach_map_figure(sets: np.ndarray, token: int, labels: list[str] | None = No
             zmin=0,
             zmax=1,
             showscale=size > 1,
+            colorbar=dict(title=dict(text="share of<br>bin in<br>reach", side="top"), tickformat=".0%"),
             xgap=1 if n <= 64 else 0,
             ygap=1 if layers <= 32 else 0,
             hovertemplate=f"after layer %{{y}}: {where} " + ("%{z:.0%} in reach" if size > 1 else "%{z:.0f} (1 = in reach)")
@@ -254,7 +255,8 @@ def reach_map_figure(sets: np.ndarray, token: int, labels: list[str] | None = No
     fig.update_yaxes(title_text="after layer", autorange="reversed")
     fig.update_xaxes(title_text="input position")
     if labels is not None and n <= 64:
-        fig.update_xaxes(tickmode="array", tickvals=list(range(n)), ticktext=labels, tickangle=-60, tickfont=dict(size=9))
+        ticks = [f"{i} {w}" for i, w in enumerate(labels)]
+        fig.update_xaxes(tickmode="array", tickvals=list(range(n)), ticktext=ticks, tickangle=-60, tickfont=dict(size=9))
     return fig
 
 

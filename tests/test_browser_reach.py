@@ -130,7 +130,7 @@ def assert_clean(page) -> None:
     assert_no_dialog(page)
 
 
-def screenshot_tall(page, name: str, height: int = 2800) -> None:
+def screenshot_tall(page, name: str, height: int = 2000) -> None:
     """Streamlit scrolls inside its main container, so full_page stops at the viewport: grow it first."""
     page.set_viewport_size({"width": 1400, "height": height})
     page.wait_for_timeout(500)  # let the charts lay out again
@@ -200,7 +200,7 @@ def test_gemma2_stack_reaches_whole_context_at_layer_two(server, page):
     wait_metric(page, "Whole context reached at", "layer 2")
     assert metric_value(page, "Reach after layer 1") == "4,096 tokens"
     assert metric_value(page, "Share of its context") == f"{4096 / n:.1%}"  # 3.1%
-    assert page.get_by_role("combobox", name="Layers", exact=True).input_value().startswith("Gemma 2 9B")
+    assert page.get_by_role("combobox", name="Rule in each layer", exact=True).input_value().startswith("Gemma 2 9B")
     assert page.get_by_label(LAYERS_INPUT, exact=True).input_value() == "42"
     info = wait_reach_y(page, [4096] + [n] * 41)
     assert len(info["y"]) == 42
@@ -219,7 +219,7 @@ def test_bad_url_params_and_zero_layers(server, page):
     # Refused values leave the defaults in place and the page still computes.
     assert page.get_by_label(LAYERS_INPUT, exact=True).input_value() == "8"
     assert page.get_by_label("Token to trace", exact=True).input_value() == "255"
-    assert page.get_by_role("combobox", name="Layers", exact=True).input_value() == "One pattern in every layer"
+    assert page.get_by_role("combobox", name="Rule in each layer", exact=True).input_value() == "One pattern in every layer"
     assert_clean(page)
 
     type_number(page, LAYERS_INPUT, 0)
