@@ -83,22 +83,6 @@ def rule_params(pattern: str, raw: dict) -> dict:
     return out
 
 
-def rule_notes(rule: masks.MaskRule, n: int) -> list[str]:
-    """Friendly remarks on legal but degenerate settings (a window at least as long as N, ...)."""
-    p = rule.param_dict
-    notes = []
-    w = p.get("window")
-    if w is not None and w >= n:
-        notes.append(f"Window {w} ≥ N = {n}: every query already sees its whole allowed range; the window has no effect.")
-    if p.get("chunk", 0) >= n:
-        notes.append(f"Chunk {p['chunk']} ≥ N = {n}: one chunk holds the whole sequence.")
-    if rule.name == "prefix_lm" and p["prefix"] == 0:
-        notes.append("Empty prefix: this is plain causal attention.")
-    if rule.name == "sinks" and p["sinks"] == 0:
-        notes.append("No sink tokens: this is a plain sliding window.")
-    return notes
-
-
 def hashable_params(params: dict) -> tuple:
     return tuple(sorted((k, tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in params.items()))
 

@@ -7,7 +7,7 @@ import streamlit as st
 
 import ui
 from attn import figures, masks, render
-from attn.presets import PATTERN_INFO
+from attn.presets import PATTERN_INFO, rule_notes
 
 SAMPLE = "The quick brown fox jumps over the lazy dog while the cat sleeps in the warm sun"
 EXPORT_MAX_N = 4096
@@ -50,7 +50,7 @@ def sidebar_rule(prefix, title, default):
     except ValueError as e:
         st.error(str(e), icon="⚠️")
         return None
-    for note in ui.rule_notes(rule, n):
+    for note in rule_notes(rule, n):
         st.info(note, icon="ℹ️")
     return pattern, ui.hashable_params(params)
 

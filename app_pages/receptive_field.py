@@ -12,8 +12,16 @@ SOURCES = ["pattern", *STACK_PRESETS, "custom"]
 TITLES = {"pattern": "One pattern in every layer", "custom": "Custom stack (rules cycled over layers)"} | {
     k: p.title for k, p in STACK_PRESETS.items()
 }
+
+
+def parse_source(text):
+    if text not in SOURCES:
+        raise ValueError(f"unknown stack '{text[:30]}'.")
+    return text
+
+
 URL_KEYS = {
-    "stack": lambda t: t if t in SOURCES else (_ for _ in ()).throw(ValueError(f"unknown stack '{t[:30]}'.")),
+    "stack": parse_source,
     "custom": lambda t: t[:400],
     "layers": lambda t: parse_bounded_int(t, "Layers", 1, reach.MAX_LAYERS),
     "token": lambda t: parse_bounded_int(t, "Token", 0, masks.MAX_N - 1),

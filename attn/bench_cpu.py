@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from . import masks
-from .render import _tiles_by_predicate, tile_edges, tile_overview
+from .render import tiles_by_predicate, tile_edges, tile_overview
 
 
 def bench_rules(n: int) -> list[masks.MaskRule]:
@@ -53,7 +53,7 @@ def run_render_bench(n: int = 131072, tiles: int = 512, repeats: int = 5, ref_n:
         peak = _peak_bytes(lambda: tile_overview(rule, n, tiles))
         ref_rule = rule if rule.n is None else masks.bigbird(512, [0], 3, 0, 64, ref_n)
         _, ref_edges = tile_edges(ref_n, tiles)
-        t_ref = _median_time(lambda: _tiles_by_predicate(ref_rule, ref_n, ref_edges), 1)
+        t_ref = _median_time(lambda: tiles_by_predicate(ref_rule, ref_n, ref_edges), 1)
         dense_estimate = t_ref * (n / ref_n) ** 2
         rows.append(
             {

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from .masks import MaskRule
+from .masks import MaskRule, and_masks, not_mask
 from .render import TileOverview, tile_overview
 
 GRID_MAX_N = 128
@@ -138,8 +138,6 @@ def mask_figure(rule: MaskRule, n: int, labels: list[str] | None = None, tiles: 
 
 def difference_counts(a: MaskRule, b: MaskRule, n: int, tiles: int = OVERVIEW_TILES) -> tuple[TileOverview, TileOverview]:
     """Exact tile counts of the pairs only A allows and of those only B allows."""
-    from .masks import and_masks, not_mask
-
     return tile_overview(and_masks(a, not_mask(b)), n, tiles), tile_overview(and_masks(b, not_mask(a)), n, tiles)
 
 

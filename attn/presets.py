@@ -297,3 +297,19 @@ def reach_explanations(rules) -> list[str]:
     if not lines:
         lines.append("The reach grows as paths chain allowed edges across layers; each layer adds at most one hop.")
     return lines
+
+
+def rule_notes(rule, n: int) -> list[str]:
+    """Friendly remarks on legal but degenerate settings (a window at least as long as N, ...)."""
+    p = rule.param_dict
+    notes = []
+    w = p.get("window")
+    if w is not None and w >= n:
+        notes.append(f"Window {w} ≥ N = {n}: every query already sees its whole allowed range; the window has no effect.")
+    if p.get("chunk", 0) >= n:
+        notes.append(f"Chunk {p['chunk']} ≥ N = {n}: one chunk holds the whole sequence.")
+    if rule.name == "prefix_lm" and p["prefix"] == 0:
+        notes.append("Empty prefix: this is plain causal attention.")
+    if rule.name == "sinks" and p["sinks"] == 0:
+        notes.append("No sink tokens: this is a plain sliding window.")
+    return notes

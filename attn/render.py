@@ -88,7 +88,7 @@ def tile_overview(rule: MaskRule, n: int, tiles: int = 512, tile_size: int | Non
     size, edges = tile_edges(n, tiles, tile_size)
     t = len(edges) - 1
     if not rule.has_intervals:
-        return TileOverview(rule.label, n, size, edges, _tiles_by_predicate(rule, n, edges))
+        return TileOverview(rule.label, n, size, edges, tiles_by_predicate(rule, n, edges))
     # cumulative[r, c] = allowed pairs with query in tile row r and key < edges[c].
     cumulative = np.zeros((t, t + 1), dtype=np.int64)
     chunk = _PROG_CHUNK if rule.has_progressions else _ROW_CHUNK
@@ -114,7 +114,8 @@ def _sum_by_row(values: np.ndarray, tile_row: np.ndarray, t: int) -> np.ndarray:
     return out
 
 
-def _tiles_by_predicate(rule: MaskRule, n: int, edges: np.ndarray) -> np.ndarray:
+def tiles_by_predicate(rule: MaskRule, n: int, edges: np.ndarray) -> np.ndarray:
+    """Tile counts by evaluating the predicate pair by pair, one tile row at a time (exact, slow)."""
     if n > PREDICATE_MAX_N:
         raise ValueError(
             f"{rule.label} is known only as a predicate, so its overview is counted pair by pair; "

@@ -112,7 +112,8 @@ def encode_view(state: Mapping[str, object], extra_keys=()) -> dict[str, str]:
     out = {"n": str(state["n"])}
     for key in extra_keys:
         if key in state and state[key] is not None:
-            out[key] = encode_param(PARAMS["causal"], state[key]) if isinstance(state[key], bool) else str(state[key])
+            value = state[key]
+            out[key] = ("1" if value else "0") if isinstance(value, bool) else str(value)
     prefixes = PREFIXES if state.get("compare") else ("",)
     for flag in ("compare", "labels"):
         if state.get(flag):

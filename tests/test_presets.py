@@ -1,0 +1,41 @@
+"""Pattern metadata, stack parsing and the remarks on degenerate settings."""
+
+import pytest
+
+from attn import masks as M
+from attn.presets import PATTERN_INFO, STACK_PRESETS, build_stack, default_params, rule_notes
+
+
+@pytest.mark.parametrize("pattern", M.PATTERNS)
+def test_defaults_build_a_rule(pattern):
+    rule = M.build(pattern, 64, **default_params(pattern, 64))
+    assert rule.name == pattern and PATTERN_INFO[pattern].used_by
+
+
+@pytest.mark.parametrize(
+    "rule, expected",
+    [
+        (M.sliding_window(64), "no effect"),
+        (M.sliding_window(500), "no effect"),
+        (M.chunked(80), "one chunk"),
+        (M.prefix_lm(0), "plain causal"),
+        (M.sinks(0, 4), "plain sliding window"),
+    ],
+)
+def test_degenerate_settings_are_named(rule, expected):
+    notes = rule_notes(rule, 64)
+    assert len(notes) == 1 and expected in notes[0]
+    # and the remark is true: the rule equals its plain counterpart at this length
+    plain = {"no effect": M.causal(), "one chunk": M.causal(), "plain causal": M.causal(), "plain sliding window": M.sliding_window(4)}
+    assert (rule.dense(64) == plain[expected].dense(64)).all()
+
+
+def test_ordinary_settings_have_no_remark():
+    assert rule_notes(M.sliding_window(63), 64) == [] and rule_notes(M.local_global(8, [0]), 64) == []
+
+
+@pytest.mark.parametrize("name", list(STACK_PRESETS))
+def test_presets_build(name):
+    p = STACK_PRESETS[name]
+    stack = build_stack(p.spec, p.layers, 131072, name)
+    assert len(list(stack)) == p.layers
