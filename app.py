@@ -9,7 +9,8 @@ import streamlit as st
 st.set_page_config(page_title="Attention Mask Lab", page_icon="🎭", layout="wide")
 
 pages = [
-    st.Page("app_pages/mask_explorer.py", title="Mask Explorer", icon="🔍", url_path="explorer", default=True),
+    # The default page is served at "/" only; Streamlit answers its url_path with "Page not found".
+    st.Page("app_pages/mask_explorer.py", title="Mask Explorer", icon="🔍", default=True),
     st.Page("app_pages/receptive_field.py", title="Receptive Field", icon="🕸️", url_path="receptive-field"),
 ]
 st.navigation(pages).run()

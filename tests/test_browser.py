@@ -230,6 +230,8 @@ def screenshot(page, name: str) -> None:
 def test_sliding_window_then_long_overview(server, page):
     page.goto(server + "/")
     wait_figure(page, lambda i: i["rows"] > 0, "the default mask")
+    # A fresh server's first visit must not raise Streamlit's "Page not found" dialog.
+    assert page.get_by_text("Page not found").count() == 0
 
     # Pick the pattern from the selectbox: go away from the default and back, so the widget
     # is really exercised (the Window input disappears for plain causal, then comes back).
