@@ -12,5 +12,6 @@ pages = [
     # The default page is served at "/" only; Streamlit answers its url_path with "Page not found".
     st.Page("app_pages/mask_explorer.py", title="Mask Explorer", icon="🔍", default=True),
     st.Page("app_pages/receptive_field.py", title="Receptive Field", icon="🕸️", url_path="receptive-field"),
+    st.Page("app_pages/serving_cost.py", title="Serving Cost", icon="💾", url_path="serving-cost"),
 ]
 st.navigation(pages).run()

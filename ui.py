@@ -16,7 +16,7 @@ import streamlit as st
 from attn import masks
 from attn.masks import MAX_N
 from attn.presets import PARAMS, PATTERN_INFO, default_params
-from attn.state import INT_MAX, decode_view, encode_view, format_int_list, parse_int_list
+from attn.state import INT_MAX, decode_keys, decode_view, encode_view, format_int_list, parse_int_list
 
 PLOT_CONFIG_BASE = {"displaylogo": False, "toImageButtonOptions": {"scale": 2}}
 
@@ -31,6 +31,27 @@ def load_url_state(page: str, n_min: int = 8, extra=None) -> list[str]:
         st.session_state[key] = value
     st.session_state[flag] = True
     return notices
+
+
+def load_url_keys(page: str, parsers: dict) -> list[str]:
+    """For pages whose settings are not mask patterns: seed widgets from the URL once per session."""
+    flag = f"_url_loaded_{page}"
+    if st.session_state.get(flag):
+        return []
+    values, notices = decode_keys(st.query_params.to_dict(), parsers)
+    for key, value in values.items():
+        st.session_state[key] = value
+    st.session_state[flag] = True
+    return notices
+
+
+def write_url_keys(values: dict) -> str:
+    """Put these settings (and only these) into the URL; returns the shareable link."""
+    params = {k: ("1" if v else "0") if isinstance(v, bool) else str(v) for k, v in values.items() if v is not None}
+    if st.query_params.to_dict() != params:
+        st.query_params.from_dict(params)
+    base = (st.context.url or "http://localhost:8501/").split("?")[0]
+    return base + "?" + urllib.parse.urlencode(params)
 
 
 def write_url_state(state: dict, extra_keys=()) -> str:

@@ -163,6 +163,32 @@ def cmd_bench_reach(args) -> int:
     return 0
 
 
+def cmd_kv(args) -> int:
+    from . import kv
+
+    if args.list:
+        for key, m in kv.PRESETS.items():
+            print(f"{key:<22} {m.title}  ({m.params / 1e9:.2f}B parameters, "
+                  f"{kv.kv_bytes_per_token_layer(m) * m.layers / 1024:.0f} KiB KV per token in bf16)")
+        return 0
+    if not args.model:
+        raise ValueError("Give --model (see --list) or --list.")
+    model = kv.get_model(args.model)
+    design = kv.Design(args.design, window=args.window, every=args.every, sinks=args.sinks, chunk=args.chunk)
+    out = kv.report(model, args.context, args.batch, args.weight_dtype, args.kv_dtype, design,
+                    int(args.overhead_gib * 2**30))
+    if args.json:
+        _write_text(json.dumps(out), None)
+    else:
+        gib = 2**30
+        print(f"{model.title}, {design.label}, context {args.context:,}, batch {args.batch}")
+        print(f"  KV cache  {out['kv_bytes'] / gib:10.3f} GiB   (full attention: {out['kv_bytes_full'] / gib:.3f} GiB,"
+              f" saving {out['kv_saving']:.1%})")
+        print(f"  weights   {out['weights_bytes'] / gib:10.3f} GiB   ({args.weight_dtype})")
+        print(f"  VRAM      {out['vram_bytes'] / gib:10.3f} GiB   (full attention: {out['vram_bytes_full'] / gib:.3f} GiB)")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m attn", description="Attention Mask Lab command line.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -192,6 +218,22 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--json", help="write the rows to this file")
     p.set_defaults(func=cmd_bench_reach)
+    p = sub.add_parser("kv", help="KV cache, weights and VRAM of a model at a context length")
+    p.add_argument("--list", action="store_true", help="list the model presets")
+    p.add_argument("--model", help="a preset key (see --list)")
+    p.add_argument("--context", type=int, default=32768, help="tokens per sequence")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--weight-dtype", default="bf16", choices=("bf16", "fp8", "int4"))
+    p.add_argument("--kv-dtype", default="bf16", choices=("bf16", "fp8"))
+    p.add_argument("--design", default="own", choices=("own", "full", "sliding", "hybrid", "sinks", "chunked"),
+                   help="attention design applied to the model (default: its own)")
+    p.add_argument("--window", type=int, default=4096)
+    p.add_argument("--every", type=int, default=0, help="every k-th layer global (hybrid, chunked)")
+    p.add_argument("--sinks", type=int, default=4)
+    p.add_argument("--chunk", type=int, default=8192)
+    p.add_argument("--overhead-gib", type=float, default=0.0, help="fixed allowance added to VRAM")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_kv)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

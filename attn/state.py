@@ -106,6 +106,46 @@ def decode_view(query: Mapping[str, object], n_min: int = 8, extra: Mapping | No
     return values, notices
 
 
+def decode_keys(query: Mapping[str, object], parsers: Mapping) -> tuple[dict, list[str]]:
+    """Page settings from URL parameters: each key's parser turns text into a value or raises
+    ValueError; refused values are left out (the widget keeps its default) with a notice."""
+    values: dict = {}
+    notices: list[str] = []
+    for key, parse in parsers.items():
+        raw = query.get(key)
+        if isinstance(raw, (list, tuple)):
+            raw = raw[-1] if raw else None
+        if raw is None:
+            continue
+        try:
+            values[key] = parse(str(raw)[:2000])
+        except ValueError as e:
+            notices.append(f"Ignored URL parameter {key}: {e}")
+    return values, notices
+
+
+def parse_choice(choices, label: str):
+    """A parser accepting one of `choices` (their text form)."""
+    by_text = {str(c): c for c in choices}
+
+    def parse(text):
+        if text not in by_text:
+            raise ValueError(f"{label}: unknown value '{str(text)[:30]}'.")
+        return by_text[text]
+
+    return parse
+
+
+def parse_bounded_float(text: str, label: str, lo: float, hi: float) -> float:
+    try:
+        v = float(str(text).strip()[:30])
+    except ValueError:
+        raise ValueError(f"{label}: '{str(text)[:20]}' is not a number.") from None
+    if not (lo <= v <= hi):  # also refuses nan
+        raise ValueError(f"{label}: {v:g} is outside {lo:g}..{hi:g}.")
+    return v
+
+
 def encode_view(state: Mapping[str, object], extra_keys=()) -> dict[str, str]:
     """URL query parameters for a view: N, flags, the parameters of the shown pattern(s),
     and the page's own keys (`extra_keys`, written as text)."""

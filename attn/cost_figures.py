@@ -1,0 +1,143 @@
+"""Plotly figures for the Serving Cost page: memory and compute vs context, from attn.kv."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+
+from . import kv
+
+GIB = 2**30
+DESIGN_COLOR = "#0072B2"  # Okabe–Ito blue / vermillion: readable for colour-blind viewers
+FULL_COLOR = "#D55E00"
+REF_COLOR = "#555555"
+STATE_COLORS = ("#009E73", "#CC79A7")
+
+
+def context_grid(lo: int = 1024, hi: int = 1 << 20, points: int = 121, extra=()) -> np.ndarray:
+    """Integer contexts spaced evenly on a log axis, plus the window edges where curves bend."""
+    grid = np.unique(np.round(np.geomspace(lo, hi, points)).astype(np.int64))
+    extra = [int(x) for x in extra if lo <= int(x) <= hi]
+    return np.unique(np.concatenate([grid, np.asarray(extra, dtype=np.int64)]))
+
+
+def bend_points(model: kv.ModelSpec, design: kv.Design) -> list[int]:
+    """Contexts where a capped layer stops growing; included in grids so the kinks are drawn exactly."""
+    return sorted({c for c in kv.layer_caps(model, design) if c is not None})
+
+
+def _layout(fig: go.Figure, title: str, x_title: str, y_title: str, log_y: bool = True, height: int = 460) -> go.Figure:
+    # Legends go under the plot: above it they collide with the title once there are 3+ entries.
+    fig.update_layout(
+        title=dict(text=title, x=0, xanchor="left"), height=height, margin=dict(l=60, r=20, t=40, b=40),
+        hovermode="x unified", template="plotly_white",
+        legend=dict(orientation="h", yanchor="top", y=-0.18, x=0, font=dict(size=11)),
+    )
+    fig.update_xaxes(type="log", title=x_title)
+    fig.update_yaxes(type="log" if log_y else "linear", title=y_title)
+    return fig
+
+
+# Reference lines are drawn as traces, not layout shapes: on log axes plotly reads shape
+# coordinates as log10 values, so a shape at y=141 (GiB) would land at 10^141.
+def _hline(fig: go.Figure, xs, y: float, name: str, color: str, dash: str = "solid", width: float = 1.5,
+           legend: bool = True) -> None:
+    fig.add_scatter(x=[xs[0], xs[-1]], y=[y, y], mode="lines", name=name, showlegend=legend,
+                    line=dict(color=color, width=width, dash=dash), hovertemplate=f"{name}: %{{y:.3g}}<extra></extra>")
+
+
+def _mark_context(fig: go.Figure, context: int, curves: list) -> None:
+    """Dots where each curve crosses the chosen context (a vertical shape would misplace on log axes)."""
+    ys = [y for _, y in curves]
+    fig.add_scatter(x=[context] * len(ys), y=ys, mode="markers", name=f"at {context:,} tokens",
+                    marker=dict(size=11, color=[c for c, _ in curves], line=dict(color="white", width=1.5)),
+                    hovertemplate="%{y:.3g}<extra>at " + f"{context:,}" + " tokens</extra>")
+
+
+def kv_figure(model: kv.ModelSpec, design: kv.Design, context: int, batch: int, kv_dtype: str,
+              contexts: np.ndarray) -> go.Figure:
+    """KV cache (GiB) vs context: the design, full attention, and two fixed-size-state references."""
+    ys = [kv.kv_bytes(model, int(t), batch, kv_dtype, design) / GIB for t in contexts]
+    yf = [kv.kv_bytes(model, int(t), batch, kv_dtype, kv.Design("full")) / GIB for t in contexts]
+    lin = kv.linear_attention_state_bytes(model, batch, kv_dtype) / GIB
+    mamba = kv.mamba_state_bytes(model, batch, kv_dtype) / GIB
+    fig = go.Figure()
+    fig.add_scatter(x=contexts, y=yf, name="full attention", line=dict(color=FULL_COLOR, width=3, dash="dash"),
+                    hovertemplate="%{y:.3g} GiB")
+    fig.add_scatter(x=contexts, y=ys, name=design.label, line=dict(color=DESIGN_COLOR, width=3),
+                    hovertemplate="%{y:.3g} GiB")
+    _hline(fig, contexts, lin, f"linear attention state, fixed: {value_text(lin)}", STATE_COLORS[0], "dot", 2)
+    _hline(fig, contexts, mamba, f"Mamba state, fixed: {value_text(mamba)}", STATE_COLORS[1], "dot", 2)
+    at = kv.kv_bytes(model, context, batch, kv_dtype, design) / GIB
+    at_full = kv.kv_bytes(model, context, batch, kv_dtype, kv.Design("full")) / GIB
+    _mark_context(fig, context, [(FULL_COLOR, at_full), (DESIGN_COLOR, at)])
+    return _layout(fig, f"KV cache vs context (batch {batch}, {kv_dtype})", "context (tokens)", "GiB")
+
+
+def value_text(gib: float) -> str:
+    return f"{gib * 1024:.3g} MiB" if gib < 1 else f"{gib:.3g} GiB"
+
+
+def vram_figure(model: kv.ModelSpec, design: kv.Design, context: int, batch: int, weight_dtype: str,
+                kv_dtype: str, overhead_bytes: int, contexts: np.ndarray, gpus=kv.GPUS) -> go.Figure:
+    """Total VRAM (weights + KV + allowance) vs context, with real GPUs as horizontal lines."""
+    base = (kv.weights_bytes(model, weight_dtype) + overhead_bytes) / GIB
+    ys = [base + kv.kv_bytes(model, int(t), batch, kv_dtype, design) / GIB for t in contexts]
+    yf = [base + kv.kv_bytes(model, int(t), batch, kv_dtype, kv.Design("full")) / GIB for t in contexts]
+    fig = go.Figure()
+    fig.add_scatter(x=contexts, y=yf, name="full attention", line=dict(color=FULL_COLOR, width=3, dash="dash"),
+                    hovertemplate="%{y:.3g} GiB")
+    fig.add_scatter(x=contexts, y=ys, name=design.label, line=dict(color=DESIGN_COLOR, width=3),
+                    hovertemplate="%{y:.3g} GiB")
+    _hline(fig, contexts, base, f"weights ({weight_dtype})" + (" + allowance" if overhead_bytes else ""), REF_COLOR)
+    for gpu in gpus:
+        gib = gpu.memory_bytes / GIB
+        _hline(fig, contexts, gib, gpu.name, "#AAAAAA", width=1, legend=False)
+        fig.add_annotation(x=0, xref="paper", y=float(np.log10(gib)), yref="y", text=gpu.name, showarrow=False,
+                           xanchor="left", yanchor="bottom", font=dict(size=10, color="#444"))
+    at = base + kv.kv_bytes(model, context, batch, kv_dtype, design) / GIB
+    at_full = base + kv.kv_bytes(model, context, batch, kv_dtype, kv.Design("full")) / GIB
+    _mark_context(fig, context, [(FULL_COLOR, at_full), (DESIGN_COLOR, at)])
+    return _layout(fig, f"VRAM vs context (batch {batch}): weights + KV cache", "context (tokens)", "GiB", height=520)
+
+
+def saving_figure(model: kv.ModelSpec, design: kv.Design, context: int, batch: int, weight_dtype: str,
+                  kv_dtype: str, overhead_bytes: int, contexts: np.ndarray) -> go.Figure:
+    """Share of KV memory (and attention FLOPs) saved vs full attention, and of total VRAM."""
+    kv_save = [100 * kv.kv_saving(model, int(t), design) for t in contexts]
+    vram_save = []
+    for t in contexts:
+        r = kv.report(model, int(t), batch, weight_dtype, kv_dtype, design, overhead_bytes)
+        vram_save.append(100 * r["vram_saving"])
+    fig = go.Figure()
+    fig.add_hrect(y0=60, y1=80, fillcolor="#F0E442", opacity=0.25, line_width=0,
+                  annotation_text="claimed 60–80%", annotation_position="top left")
+    fig.add_scatter(x=[2048, 2048], y=[0, 100], mode="lines", name="2,048 tokens", showlegend=False,
+                    line=dict(color="#999", dash="dash", width=1), hoverinfo="skip")
+    fig.add_annotation(x=float(np.log10(2048)), y=100, text="2,048", showarrow=False, xanchor="left", yanchor="top")
+    fig.add_scatter(x=contexts, y=kv_save, name="KV cache and attention FLOPs saved",
+                    line=dict(color=DESIGN_COLOR, width=3), hovertemplate="%{y:.1f}%")
+    fig.add_scatter(x=contexts, y=vram_save, name=f"total VRAM saved (weights included, batch {batch})",
+                    line=dict(color="#56B4E9", width=2, dash="dashdot"), hovertemplate="%{y:.1f}%")
+    r = kv.report(model, context, batch, weight_dtype, kv_dtype, design, overhead_bytes)
+    _mark_context(fig, context, [(DESIGN_COLOR, 100 * r["kv_saving"]), ("#56B4E9", 100 * r["vram_saving"])])
+    _layout(fig, f"Saving vs full attention: {design.label}", "context (tokens)", "% saved", log_y=False)
+    fig.update_yaxes(range=[-2, 102])
+    return fig
+
+
+def flops_figure(model: kv.ModelSpec, design: kv.Design, context: int, contexts: np.ndarray) -> go.Figure:
+    """Attention FLOPs per generated token vs context, against the weights' 2·P FLOPs."""
+    ys = [kv.attention_flops_per_token(model, int(t), design) / 1e9 for t in contexts]
+    yf = [kv.attention_flops_per_token(model, int(t), kv.Design("full")) / 1e9 for t in contexts]
+    w = kv.weight_flops_per_token(model) / 1e9
+    fig = go.Figure()
+    fig.add_scatter(x=contexts, y=yf, name="attention, full", line=dict(color=FULL_COLOR, width=3, dash="dash"),
+                    hovertemplate="%{y:.3g} GFLOP")
+    fig.add_scatter(x=contexts, y=ys, name=f"attention, {design.label}", line=dict(color=DESIGN_COLOR, width=3),
+                    hovertemplate="%{y:.3g} GFLOP")
+    _hline(fig, contexts, w, "weights (2 × parameters)", REF_COLOR)
+    at = kv.attention_flops_per_token(model, context, design) / 1e9
+    at_full = kv.attention_flops_per_token(model, context, kv.Design("full")) / 1e9
+    _mark_context(fig, context, [(FULL_COLOR, at_full), (DESIGN_COLOR, at)])
+    return _layout(fig, "FLOPs per generated token", "context (tokens)", "GFLOP per token")
