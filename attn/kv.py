@@ -429,9 +429,11 @@ def report(model: ModelSpec, context: int, batch: int = 1, weight_dtype: str = "
 
 
 def size_text(b: float) -> str:
+    """Bytes in binary units, 3 significant digits, never in exponent notation (1008 MiB, 86.6 GiB)."""
     for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if b >= scale:
-            return f"{b / scale:.3g} {unit}"
+            v = b / scale
+            return f"{v:.0f} {unit}" if v >= 100 else f"{v:.3g} {unit}"
     return f"{b:.0f} B"
 
 
