@@ -2,16 +2,36 @@
 
 import streamlit as st
 
+import ui
+from attn.state import decode_keys, parse_choice
+
 # Page scripts live in app_pages/, not pages/: a pages/ folder next to the entry script turns on
 # Streamlit's older automatic page discovery, which answers a direct link such as
 # /receptive-field with a "Page not found" dialog before st.navigation takes over.
 
 st.set_page_config(page_title="Attention Mask Lab", page_icon="🎭", layout="wide")
 
+APP_KEYS = {"present": parse_choice(("1", "0"), "Presenter view"), "img_fmt": parse_choice(ui.IMAGE_FORMATS, "Figure format")}
+if not st.session_state.get("_url_loaded_app"):
+    values, notices = decode_keys(st.query_params.to_dict(), APP_KEYS)
+    st.session_state["present"] = values.get("present") == "1"
+    st.session_state["img_fmt"] = values.get("img_fmt", "png")
+    st.session_state["_url_loaded_app"] = True
+    for notice in notices:
+        st.toast(notice, icon="🔗")
+
 pages = [
-    # The default page is served at "/" only; Streamlit answers its url_path with "Page not found".
-    st.Page("app_pages/mask_explorer.py", title="Mask Explorer", icon="🔍", default=True),
-    st.Page("app_pages/receptive_field.py", title="Receptive Field", icon="🕸️", url_path="receptive-field"),
-    st.Page("app_pages/serving_cost.py", title="Serving Cost", icon="💾", url_path="serving-cost"),
+    st.Page(path, title=title, icon=icon, default=url_path is None, **({"url_path": url_path} if url_path else {}))
+    for path, title, icon, url_path, _ in ui.PAGES
 ]
-st.navigation(pages).run()
+nav = st.navigation(pages)
+
+with st.sidebar:
+    st.radio("Figure downloads (camera icon)", ui.IMAGE_FORMATS, horizontal=True, key="img_fmt",
+             format_func=str.upper, help=f"{ui.SLIDE_PX[0]}×{ui.SLIDE_PX[1]} pixels, for slides")
+top = st.columns([5, 1])
+top[1].toggle("Presenter view", key="present", help="Large type, high-contrast colour-blind-safe figures, "
+              "side controls hidden. Kept in the page's link.")
+if ui.presenter():
+    st.html(ui.PRESENTER_CSS)
+nav.run()

@@ -19,6 +19,64 @@ from attn.presets import PARAMS, PATTERN_INFO, default_params
 from attn.state import INT_MAX, decode_keys, decode_view, encode_view, format_int_list, parse_int_list
 
 PLOT_CONFIG_BASE = {"displaylogo": False, "toImageButtonOptions": {"scale": 2}}
+# Slide resolution for the camera button: 1920 × 1080 pixels, as PNG or SVG (sidebar choice).
+SLIDE_PX = (1920, 1080)
+IMAGE_FORMATS = ("png", "svg")
+
+
+# The app's pages, in menu order: (script, title, icon, url_path, what a card on the home page says).
+# The home page is the default, served at "/" only (a default page's url_path answers "Page not found").
+PAGES = [
+    ("app_pages/home.py", "Home", "🏠", None,
+     "What this is, in one live example."),
+    ("app_pages/mask_explorer.py", "Mask Explorer", "🔍", "explorer",
+     "Any pattern as a matrix, from 8 to 131,072 tokens, with its exact numbers; compare two."),
+    ("app_pages/receptive_field.py", "Receptive Field", "🕸️", "receptive-field",
+     "How far information travels through L layers, for one pattern or a real model's layer stack."),
+    ("app_pages/serving_cost.py", "Serving Cost", "💾", "serving-cost",
+     "KV cache and VRAM of real models at long context under each design, against real GPUs."),
+]
+
+
+PRESENTER_CSS = """<style>
+section[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [data-testid="stSidebarCollapseButton"] {
+  display: none !important; }
+.stMainBlockContainer { max-width: 100% !important; padding-left: 2rem; padding-right: 2rem; }
+.stMainBlockContainer p, .stMainBlockContainer li, .stMainBlockContainer label { font-size: 1.45rem !important; }
+.stMainBlockContainer h1 { font-size: 3.2rem !important; }
+.stMainBlockContainer h2, .stMainBlockContainer h3 { font-size: 2.3rem !important; }
+[data-testid="stMetricValue"], [data-testid="stMetricValue"] * { font-size: 3rem !important; }
+[data-testid="stMetricLabel"] p { font-size: 1.4rem !important; }
+</style>"""
+
+
+def presenter() -> bool:
+    return bool(st.session_state.get("present"))
+
+
+def plot(fig, key: str | None = None, filename: str = "figure") -> None:
+    """Every figure goes through here: presenter styling, and the modebar camera downloads it
+    at slide resolution in the format chosen in the sidebar."""
+    from attn.figures import presenter_style
+
+    if presenter():
+        fig = presenter_style(fig)
+    fmt = st.session_state.get("img_fmt", "png")
+    width, height = SLIDE_PX
+    config = PLOT_CONFIG_BASE | {
+        "toImageButtonOptions": {"format": fmt, "width": width, "height": height, "scale": 1, "filename": filename}
+    }
+    st.plotly_chart(fig, width="stretch", config=config, key=key)
+
+
+def global_url_params() -> dict:
+    """Settings that belong to the whole app rather than a page (kept in every page's link)."""
+    out = {}
+    if presenter():
+        out["present"] = "1"
+    if st.session_state.get("img_fmt", "png") != "png":
+        out["img_fmt"] = st.session_state["img_fmt"]
+    return out
 
 
 def load_url_state(page: str, n_min: int = 8, extra=None) -> list[str]:
@@ -48,6 +106,7 @@ def load_url_keys(page: str, parsers: dict) -> list[str]:
 def write_url_keys(values: dict) -> str:
     """Put these settings (and only these) into the URL; returns the shareable link."""
     params = {k: ("1" if v else "0") if isinstance(v, bool) else str(v) for k, v in values.items() if v is not None}
+    params |= global_url_params()
     if st.query_params.to_dict() != params:
         st.query_params.from_dict(params)
     base = (st.context.url or "http://localhost:8501/").split("?")[0]
@@ -56,7 +115,7 @@ def write_url_keys(values: dict) -> str:
 
 def write_url_state(state: dict, extra_keys=()) -> str:
     """Put the view into the URL; returns the shareable link."""
-    params = encode_view(state, extra_keys)
+    params = encode_view(state, extra_keys) | global_url_params()
     if st.query_params.to_dict() != params:
         st.query_params.from_dict(params)
     base = (st.context.url or "http://localhost:8501/").split("?")[0]

@@ -107,17 +107,16 @@ with st.sidebar:
     compare = st.checkbox("Compare with a second pattern", key="compare")
     b = sidebar_rule("b_", "Pattern B", "local_global") if compare else None
     labels = st.checkbox("Token labels from a sample sentence", key="labels", disabled=n > figures.GRID_MAX_N)
-    image_format = st.radio("Figure download format", ["png", "svg"], horizontal=True, key="img_fmt")
 
 if a is None or (compare and b is None):
     st.error("Fix the setting marked in the sidebar to see the mask.")
     st.stop()
 
-config = ui.PLOT_CONFIG_BASE | {"toImageButtonOptions": {"format": image_format, "scale": 2, "filename": f"mask_{a[0]}_{n}"}}
+image_format = st.session_state.get("img_fmt", "png")
 # Three figures side by side: halve the overview so the page stays light on the wire.
 tiles = figures.OVERVIEW_TILES // (2 if compare else 1)
 if not compare:
-    st.plotly_chart(mask_fig(a[0], n, a[1], labels, tiles), width="stretch", config=config, key="fig_a")
+    ui.plot(mask_fig(a[0], n, a[1], labels, tiles), key="fig_a", filename=f"mask_{a[0]}_{n}")
     show_stats(stats(a[0], n, a[1]))
     explain(a[0])
 else:
@@ -125,7 +124,7 @@ else:
     for col, (name, (pattern, params)) in zip(cols, (("A", a), ("B", b))):
         with col:
             st.subheader(f"{name}: {PATTERN_INFO[pattern].title}")
-            st.plotly_chart(mask_fig(pattern, n, params, labels, tiles), width="stretch", config=config, key=f"fig_{name}")
+            ui.plot(mask_fig(pattern, n, params, labels, tiles), key=f"fig_{name}", filename=f"mask_{pattern}_{n}")
             s = stats(pattern, n, params)
             st.markdown(
                 f"**{s.allowed_pairs:,}** pairs · **{s.density_vs_causal:.2%}** of causal FLOPs · "
@@ -135,7 +134,7 @@ else:
     left, right = st.columns(2)
     with left:
         try:
-            st.plotly_chart(diff_fig(a, b, n, tiles), width="stretch", config=config, key="fig_diff")
+            ui.plot(diff_fig(a, b, n, tiles), key="fig_diff", filename=f"difference_{a[0]}_{b[0]}_{n}")
         except ValueError as e:
             st.info(f"No difference view: {e}")
     with right:
@@ -147,7 +146,8 @@ link = ui.write_url_state(state)
 with st.expander("Share and download", expanded=False):
     st.caption("This link reopens exactly this view (copy button on the right):")
     st.code(link, language=None)
-    st.caption(f"Figure: the camera icon above the figure downloads it as {image_format.upper()}.")
+    st.caption(f"Figure: the camera icon above the figure downloads it as {image_format.upper()}, "
+               f"{ui.SLIDE_PX[0]}×{ui.SLIDE_PX[1]} (choose PNG or SVG in the sidebar).")
     if n <= EXPORT_MAX_N:
         d = st.columns(2)
         for col, fmt, mime in ((d[0], "csv", "text/csv"), (d[1], "npy", "application/octet-stream")):

@@ -128,14 +128,14 @@ if len(rules) == 1 and rules[0].name == "sliding_window":
     analytic = [reach.sliding_window_reach(token, l, rules[0].param_dict["window"]) for l in range(1, layers + 1)]
 left, right = st.columns([3, 2])
 with left:
-    st.plotly_chart(figures.reach_growth_figure(counts, token, analytic, full), width="stretch", config=ui.PLOT_CONFIG_BASE)
+    ui.plot(figures.reach_growth_figure(counts, token, analytic, full), key="fig_growth", filename="reach_growth")
 with right:
     st.subheader("Why it matters")
     for line in reach_explanations(rules):
         st.markdown(f"- {line}")
 
 labels = figures.token_labels(SAMPLE, n) if n <= 64 else None
-st.plotly_chart(figures.reach_map_figure(result.sets, token, labels), width="stretch", config=ui.PLOT_CONFIG_BASE)
+ui.plot(figures.reach_map_figure(result.sets, token, labels), key="fig_map", filename="reach_map")
 spans = reach.intervals_of(result.sets[layer - 1])
 shown = ", ".join(f"{a:,}–{b - 1:,}" for a, b in spans[:12]) + (" …" if len(spans) > 12 else "")
 st.markdown(f"**After layer {layer}** token {token:,} can draw on positions {shown} ({len(spans)} interval(s)).")
@@ -143,10 +143,10 @@ st.markdown(f"**After layer {layer}** token {token:,} can draw on positions {sho
 if n > 128:
     st.caption("The full reach matrix (every output × every input) is drawn for N ≤ 128; above, trace one token.")
 else:
-    st.plotly_chart(
+    ui.plot(
         figures.bool_matrix_figure(matrix(source, pattern, params, custom, n, layer), f"Reach matrix after layer {layer}: "
                                    "mask composed with itself, residual included", "path exists", "no path"),
-        width="stretch", config=ui.PLOT_CONFIG_BASE,
+        key="fig_matrix", filename=f"reach_matrix_layer{layer}",
     )
 
 st.subheader("How many layers until token a can influence token b?")

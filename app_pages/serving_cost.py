@@ -142,15 +142,11 @@ with st.container(border=True):
 contexts = cost_figures.context_grid(extra=[context, 2048, *cost_figures.bend_points(model, design)])
 left, right = st.columns(2)
 with left:
-    st.plotly_chart(cost_figures.vram_figure(model, design, context, batch, wdtype, kvdtype, overhead, contexts),
-                    width="stretch", config=ui.PLOT_CONFIG_BASE)
-    st.plotly_chart(cost_figures.saving_figure(model, design, context, batch, wdtype, kvdtype, overhead, contexts),
-                    width="stretch", config=ui.PLOT_CONFIG_BASE)
+    ui.plot(cost_figures.vram_figure(model, design, context, batch, wdtype, kvdtype, overhead, contexts), key="fig_vram", filename="vram")
+    ui.plot(cost_figures.saving_figure(model, design, context, batch, wdtype, kvdtype, overhead, contexts), key="fig_saving", filename="saving")
 with right:
-    st.plotly_chart(cost_figures.kv_figure(model, design, context, batch, kvdtype, contexts), width="stretch",
-                    config=ui.PLOT_CONFIG_BASE)
-    st.plotly_chart(cost_figures.flops_figure(model, design, context, contexts), width="stretch",
-                    config=ui.PLOT_CONFIG_BASE)
+    ui.plot(cost_figures.kv_figure(model, design, context, batch, kvdtype, contexts), key="fig_kv", filename="kv")
+    ui.plot(cost_figures.flops_figure(model, design, context, contexts), key="fig_flops", filename="flops")
 
 
 def context_text(fit: kv.Fit) -> str:

@@ -280,3 +280,45 @@ def bool_matrix_figure(matrix: np.ndarray, title: str, yes: str, no: str, color:
     fig.update_xaxes(title_text="input position (layer 0)")
     fig.update_yaxes(title_text="output position")
     return fig
+
+
+# ---------------------------------------------------------------- presenter view
+
+# Okabe–Ito: distinguishable under the common colour-vision deficiencies, strong on white.
+PRESENTER_LINES = ("#0072B2", "#D55E00", "#000000", "#009E73", "#CC79A7", "#E69F00", "#56B4E9")
+PRESENTER_BINARY = [[0, "#ffffff"], [1, "#000000"]]
+PRESENTER_FRACTION = [[0.0, "#ffffff"], [1e-9, "#E69F00"], [0.5, "#B35900"], [1.0, "#000000"]]
+PRESENTER_DIFF = [[0.0, "#0072B2"], [0.5 - 1e-9, "#8CC4E6"], [0.5, "#ffffff"], [0.5 + 1e-9, "#F2B27F"],
+                  [1.0, "#D55E00"]]
+
+
+def presenter_style(fig: go.Figure) -> go.Figure:
+    """A copy of fig readable from the back of a room: large type, thick lines, and a high-contrast,
+    colour-blind-safe palette (binary masks black on white; shares orange→black; differences blue/vermillion)."""
+    fig = go.Figure(fig)
+    fig.update_layout(font=dict(size=20), title_font=dict(size=26), legend=dict(font=dict(size=18)),
+                      hoverlabel=dict(font_size=18))
+    fig.update_xaxes(title_font=dict(size=22), tickfont=dict(size=18))
+    fig.update_yaxes(title_font=dict(size=22), tickfont=dict(size=18))
+    if fig.layout.height:
+        fig.update_layout(height=int(fig.layout.height * 1.25))
+    line_i = 0
+    for trace in fig.data:
+        if trace.type == "heatmap":
+            scale = trace.colorscale or ()
+            if trace.zmin is not None and trace.zmin < 0:
+                trace.colorscale = PRESENTER_DIFF
+            elif len(scale) == 2:
+                trace.colorscale = PRESENTER_BINARY
+            else:
+                trace.colorscale = PRESENTER_FRACTION
+        elif trace.type in ("scatter", "scattergl"):
+            color = PRESENTER_LINES[line_i % len(PRESENTER_LINES)]
+            line_i += 1
+            if trace.line is not None:
+                trace.line.width = max(3, (trace.line.width or 2) * 1.6)
+                if trace.line.color not in (None, "#999", "#AAAAAA", "#888", "#555555"):
+                    trace.line.color = color
+            if trace.marker is not None and trace.marker.size is not None:
+                trace.marker.size = trace.marker.size * 1.5
+    return fig

@@ -7,7 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 TIMEOUT = 120
-APP = Path(__file__).resolve().parent.parent / "app.py"
+APP = Path(__file__).resolve().parent.parent / "app_pages" / "mask_explorer.py"
 
 
 def open_app(**query):

@@ -228,7 +228,7 @@ def screenshot(page, name: str) -> None:
 
 
 def test_sliding_window_then_long_overview(server, page):
-    page.goto(server + "/")
+    page.goto(server + "/explorer")
     wait_figure(page, lambda i: i["rows"] > 0, "the default mask")
     # A fresh server's first visit must not raise Streamlit's "Page not found" dialog.
     assert page.get_by_text("Page not found").count() == 0
@@ -274,6 +274,7 @@ def test_sliding_window_then_long_overview(server, page):
 
 
 def test_shared_link_local_global_overview(server, page):
+    # A link from the first version of the app, when the explorer was at "/": the home page forwards it.
     page.goto(server + f"/?n={BIG_N}&pattern=local_global&window=256&global_tokens=0&causal=0")
     info = wait_figure(page, lambda i: "131,072" in i["title"] and i["rows"] == 512, "the N = 131,072 overview")
     assert (info["rows"], info["cols"]) == (512, 512), info
@@ -291,7 +292,7 @@ def test_shared_link_local_global_overview(server, page):
 
 
 def test_garbage_url_params_warn_and_still_draw(server, page):
-    page.goto(server + "/?n=abc&pattern=nope&window=-5")
+    page.goto(server + "/explorer?n=abc&pattern=nope&window=-5")
     info = wait_figure(page, lambda i: i["rows"] > 0, "a mask despite bad parameters")
     # The message text, without the alert's icon.
     warnings = page.locator('[data-testid="stAlertContentWarning"] [data-testid="stMarkdownContainer"]')

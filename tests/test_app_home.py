@@ -1,0 +1,51 @@
+"""The app's entry point and home page through AppTest: navigation, live example, presenter view."""
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from attn.reach import sliding_window_reach
+
+APP = Path(__file__).resolve().parent.parent / "app.py"
+
+
+def open_app(**query):
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.query_params.update(query)
+    return at.run()
+
+
+def test_home_live_example_follows_the_sliders():
+    at = open_app()
+    assert not at.exception and not at.warning
+    assert at.title[0].value == "Attention Mask Lab"
+    assert [c.key for c in at.get("plotly_chart")] == ["home_mask", "home_reach"]
+    text = " ".join(m.value for m in at.markdown)
+    assert f"after **6** layers it can draw on **{sliding_window_reach(47, 6, 4)}**" in text
+    at.slider(key="w").set_value(9).run()
+    at.slider(key="layers").set_value(3).run()
+    text = " ".join(m.value for m in at.markdown)
+    assert f"after **3** layers it can draw on **{sliding_window_reach(47, 3, 9)}**" in text  # 25
+    assert at.query_params["w"] == "9" and at.query_params["layers"] == "3"
+
+
+def test_home_links_every_page():
+    at = open_app()
+    import ui
+
+    links = [e.proto.page for e in at.get("page_link")]
+    assert links == [p[3] for p in ui.PAGES if p[3]]  # every page but home, by its URL path
+    assert {"explorer", "receptive-field", "serving-cost"} <= set(links)
+
+
+def test_presenter_view_and_figure_format_come_from_the_url():
+    at = open_app(present="1", img_fmt="svg")
+    assert not at.exception
+    assert at.toggle(key="present").value is True
+    assert at.radio(key="img_fmt").value == "svg"
+    assert any("stSidebar" in h.proto.body for h in at.get("html"))  # the CSS that hides the side controls
+    assert at.query_params["present"] == "1" and at.query_params["img_fmt"] == "svg"
+    at = open_app(present="maybe", w="99")
+    assert not at.exception
+    assert at.toggle(key="present").value is False
+    assert any("Ignored URL parameter w" in w.value for w in at.warning)
