@@ -1,0 +1,107 @@
+"""End-to-end: the home page, figure export at slide resolution, presenter view, page cards."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from server import streamlit_server  # noqa: E402
+from test_browser import (  # noqa: E402, F401  (browser, chromium_path and page are fixtures used by name)
+    ARTIFACTS,
+    WAIT_S,
+    assert_no_exception,
+    browser,
+    chromium_path,
+    page,
+    wait_idle,
+    wait_url,
+)
+from test_browser_reach import assert_clean, screenshot_tall  # noqa: E402
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def server(chromium_path):
+    try:
+        with streamlit_server(ARTIFACTS / "streamlit-server-home.log", timeout=WAIT_S) as base:
+            yield base
+    except RuntimeError as e:
+        pytest.fail(str(e), pytrace=False)
+
+
+def download_first_figure(page, ext: str) -> Path:
+    plot = page.locator(".js-plotly-plot").first
+    plot.hover()
+    with page.expect_download(timeout=WAIT_S * 1000) as d:
+        plot.locator('.modebar-btn[data-title^="Download plot"]').click()
+    target = ARTIFACTS / f"home_export.{ext}"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    d.value.save_as(target)
+    assert d.value.suggested_filename.endswith(f".{ext}"), d.value.suggested_filename
+    return target
+
+
+def test_home_example_export_and_cards(server, page):
+    page.goto(server + "/")
+    page.get_by_role("heading", name="Attention Mask Lab").wait_for(timeout=WAIT_S * 1000)
+    page.locator(".js-plotly-plot").nth(1).wait_for(timeout=WAIT_S * 1000)
+    wait_idle(page)
+    body = page.inner_text("body")
+    assert "after 6 layers it can draw on 19 of its 48" in body  # min(48, 6·3+1)
+
+    # The window slider, by keyboard: 4 -> 6; reach after 6 layers becomes min(48, 6·5+1) = 31.
+    thumb = page.locator('[data-testid="stSlider"]').filter(has_text="Window W").get_by_role("slider")
+    thumb.focus()
+    thumb.press("ArrowRight")
+    thumb.press("ArrowRight")
+    page.get_by_text("after 6 layers it can draw on 31 of its 48", exact=False).wait_for(timeout=WAIT_S * 1000)
+    wait_url(page, {"w": "6", "layers": "6"})
+    wait_idle(page)
+
+    png = download_first_figure(page, "png")
+    with Image.open(png) as im:
+        assert im.format == "PNG" and im.size == (1920, 1080), (im.format, im.size)
+
+    page.get_by_text("SVG", exact=True).click()
+    wait_url(page, {"img_fmt": "svg"})
+    wait_idle(page)
+    svg = download_first_figure(page, "svg").read_text()
+    assert svg.lstrip().startswith("<svg") and 'width="1920"' in svg and 'height="1080"' in svg
+    assert_clean(page)
+    screenshot_tall(page, "home.png", 1500)
+
+    # A card leads to its page.
+    page.get_by_role("link", name="Serving Cost").last.click()
+    page.get_by_role("heading", name="Serving Cost").wait_for(timeout=WAIT_S * 1000)
+    assert page.url.split("?")[0].endswith("/serving-cost")
+    assert_no_exception(page)
+
+
+def test_presenter_view_hides_controls_and_is_kept_in_the_link(server, page):
+    page.goto(server + "/receptive-field?n=64&pattern=sliding_window&window=4&layers=8")
+    page.locator(".js-plotly-plot").first.wait_for(timeout=WAIT_S * 1000)
+    wait_idle(page)
+    sidebar = page.locator('section[data-testid="stSidebar"]')
+    assert sidebar.is_visible()
+    page.get_by_text("Presenter view", exact=True).click()
+    sidebar.wait_for(state="hidden", timeout=WAIT_S * 1000)
+    wait_url(page, {"present": "1", "window": "4"})
+    wait_idle(page)
+    # Figures switch to the high-contrast palette: the layer map's "reached" colour is black.
+    scale = page.evaluate(
+        "() => Array.from(document.querySelectorAll('.js-plotly-plot')).flatMap((g) => (g._fullData || [])"
+        ".filter((t) => t.type === 'heatmap').map((t) => t.colorscale[t.colorscale.length - 1][1]))"
+    )
+    assert scale and all(c in ("#000000", "rgb(0, 0, 0)") for c in scale), scale
+    size = page.evaluate("() => parseFloat(getComputedStyle(document.querySelector('.stMainBlockContainer p')).fontSize)")
+    assert size >= 22, size
+    # The link reopens the presenter view.
+    page.goto(page.url)
+    page.locator(".js-plotly-plot").first.wait_for(timeout=WAIT_S * 1000)
+    assert not page.locator('section[data-testid="stSidebar"]').is_visible()
+    assert_clean(page)
