@@ -142,14 +142,16 @@ def test_compiled_flex_equals_reference(make, n, batch, heads, kv_heads):
 
 
 def test_recompile_limit_drops_graphs_and_compiles_again(monkeypatch):
-    # The graphs of COMPILED_CASES again (inductor's cache has their kernels by now).
+    # The graphs of COMPILED_CASES again (inductor's cache has their kernels by now),
+    # traced afresh so that the second one is a new entry.
+    torch._dynamo.reset()
     K.attention("flex", *inputs(300, 4, 2, batch=2), M.sliding_window(37))
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
     resets = []
     monkeypatch.setattr(torch._dynamo, "reset", lambda real=torch._dynamo.reset: resets.append(1) or real())
     rule = M.not_mask(M.causal())
     q, k, v = inputs(300, 2, 2)
-    out = K.attention("flex", q, k, v, rule)  # a second graph: over the limit of 1
+    with torch._dynamo.config.patch(recompile_limit=1):
+        out = K.attention("flex", q, k, v, rule)  # a second graph: over the limit of 1
     assert resets == [1] and K.flex_mode() == "compiled"
     np.testing.assert_allclose(out.numpy(), reference(q, k, v, allowed_of(rule, 300)), atol=1e-5, rtol=0)
 
