@@ -26,9 +26,12 @@ def _int_list(what):
     return parse
 
 
-def _add_rule_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+def _add_rule_args(p: argparse.ArgumentParser, required: bool = True, n_list: bool = False) -> None:
     p.add_argument("--pattern", required=required, choices=masks.PATTERNS)
-    p.add_argument("--n", type=int, required=True, help="sequence length")
+    if n_list:  # kept as text: the command parses the comma list and reports bad items itself
+        p.add_argument("--n", required=True, help="sequence length, or a comma list of lengths for a sweep")
+    else:
+        p.add_argument("--n", type=int, required=True, help="sequence length")
     p.add_argument("--window", type=int)
     p.add_argument("--dilation", type=int)
     p.add_argument("--global", dest="global_tokens", type=_int_list("global token"), help="comma list of indices")
@@ -189,6 +192,35 @@ def cmd_kv(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    """Masked attention kernels: one row per (N, backend); exit 1 if a row errs or fails --check."""
+    from . import bench
+
+    if getattr(args, "rule", None) is not None:
+        raise ValueError("bench times the built-in patterns: give --pattern (a custom --rule is not benchmarked yet).")
+    ns = parse_int_list(args.n, "sequence length N", minimum=1)
+    if not ns:
+        raise ValueError("Give at least one sequence length with --n, e.g. --n 1024,2048.")
+    backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
+    params = tuple(
+        (name, getattr(args, name)) for name in PATTERN_INFO[args.pattern].params if getattr(args, name, None) is not None
+    )
+    budget = None if args.memory_budget_gib is None else int(args.memory_budget_gib * 2**30)
+    cfg = bench.BenchConfig(
+        pattern=args.pattern, ns=ns, backends=backends, params=params, batch=args.batch, heads=args.heads,
+        kv_heads=args.kv_heads, head_dim=args.head_dim, dtype=args.dtype, device=args.device, repeats=args.repeats,
+        warmup=args.warmup, check=args.check, memory_budget_bytes=budget, time_cap_s=args.time_cap_s,
+    )  # fmt: skip
+    rows = bench.run_bench(cfg, progress=lambda r: print(bench.summary_line(r), file=sys.stderr, flush=True))
+    if args.json:
+        bench.write_json(rows, args.json)
+    if args.csv:
+        bench.write_csv(rows, args.csv)
+    if not args.json and not args.csv:
+        _write_text(json.dumps(rows, indent=1), None)
+    return 1 if any(r["status"] == "error" or r["check_ok"] is False for r in rows) else 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m attn", description="Attention Mask Lab command line.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -234,6 +266,23 @@ def main(argv=None) -> int:
     p.add_argument("--overhead-gib", type=float, default=0.0, help="fixed allowance added to VRAM")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_kv)
+    p = sub.add_parser("bench", help="time masked attention kernels (naive, sdpa_mask, sdpa_causal, flex) over N")
+    _add_rule_args(p, n_list=True)
+    p.add_argument("--backends", default=",".join(("naive", "sdpa_mask", "sdpa_causal", "flex")), help="comma list")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--heads", type=int, default=8, help="query heads")
+    p.add_argument("--kv-heads", type=int, help="key/value heads (grouped-query attention); default: --heads")
+    p.add_argument("--head-dim", type=int, default=64)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16")
+    p.add_argument("--repeats", type=int, default=10, help="timed calls after warm-up (median reported)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed calls first (the first one compiles flex)")
+    p.add_argument("--check", action="store_true", help="compare every backend with naive attention in float32")
+    p.add_argument("--memory-budget-gib", type=float, help="skip sizes estimated above this (default: share of free memory)")
+    p.add_argument("--time-cap-s", type=float, help="skip sizes predicted to take longer per row (default: 60 s on CPU)")
+    p.add_argument("--json", help="write the rows to this JSON file")
+    p.add_argument("--csv", help="write the rows to this CSV file")
+    p.set_defaults(func=cmd_bench)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

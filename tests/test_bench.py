@@ -1,0 +1,282 @@
+"""The kernel benchmark: FLOP counts by hand, estimates and skips, row schema, JSON/CSV, CLI."""
+
+import csv
+import datetime
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from attn import bench as B
+from attn import cli
+from attn import kernels as K
+from attn import masks as M
+from attn.render import mask_stats
+
+# The flex graph of tests/test_kernels.py's first compiled case (same rule and shapes),
+# so the benchmark reuses inductor's cached kernel instead of compiling another.
+TINY = dict(pattern="sliding_window", ns=(300,), params=(("window", 37),), batch=2, heads=4, kv_heads=2, head_dim=16)
+
+
+def tiny(**kw) -> B.BenchConfig:
+    return B.BenchConfig(**{**TINY, "repeats": 3, "warmup": 1, **kw})
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tests check values, not speed: one thread avoids OpenMP's spinning threads
+    slowing to a crawl when the machine is shared."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# ------------------------------------------------------------------ FLOPs ---
+def test_flops_by_hand_sliding_window_2048():
+    n, w, h, d = 2048, 256, 8, 64
+    allowed = w * (w + 1) // 2 + (n - w) * w  # the first w rows see 1..w keys, the rest w
+    assert mask_stats(M.sliding_window(w), n).allowed_pairs == allowed == 491648
+    assert B.pair_flops(allowed, 1, h, d) == 4 * h * d * allowed
+    assert B.executed_pairs("naive", n, allowed, None) == n * n
+    assert B.executed_pairs("sdpa_mask", n, allowed, None) == n * n
+    assert B.executed_pairs("sdpa_causal", n, allowed, None) == n * (n + 1) // 2
+    # Query block i touches key blocks i-2 .. i: 1 + 2 + 14·3 = 45 blocks of 128².
+    assert B._tile_pairs(M.sliding_window(w), n) == 45 * 128 * 128
+    assert B.executed_pairs("flex", n, allowed, 45 * 128 * 128) == 737280
+
+
+def test_estimates_grow_as_each_backend_should():
+    def est(backend, n, device="cpu"):
+        return B.estimate_bytes(backend, B.Shape(1, 16, 16, n, 128, 2), device)
+
+    for backend in ("naive", "sdpa_mask"):
+        assert 3.5 < est(backend, 32768) / est(backend, 16384) <= 4  # N² dominates
+    assert est("flex", 32768, "cuda") / est("flex", 16384, "cuda") == 2  # linear on GPU
+    assert est("sdpa_causal", 32768) / est("sdpa_causal", 16384) == 2
+    # naive holds two B·H·N² score copies.
+    assert est("naive", 8192) > 2 * 16 * 8192**2 * 2
+
+
+# ---------------------------------------------------------- a real run ---
+def test_tiny_run_rows_and_check():
+    rows = B.run_bench(tiny(check=True))
+    assert [r["backend"] for r in rows] == list(K.BACKENDS)
+    by = {r["backend"]: r for r in rows}
+    for r in rows:
+        assert set(r) == set(B.ROW_FIELDS)
+        assert r["status"] == "ok", r["reason"]
+        assert r["n"] == 300 and r["dtype"] == "float32" and r["device"] == "cpu"
+        assert r["device_name"].startswith("cpu (") and r["torch"] == torch.__version__
+        datetime.datetime.fromisoformat(r["date"])
+        assert r["time_ms"] > 0 and r["first_call_ms"] > 0 and r["peak_bytes"] > 0
+        assert r["peak_method"].startswith("torch profiler")
+        assert r["useful_flops"] == B.pair_flops(r["allowed_pairs"], 2, 4, 16)
+        assert r["executed_flops"] == B.pair_flops(r["executed_pairs"], 2, 4, 16)
+        assert r["useful_tflops_s"] == pytest.approx(r["useful_flops"] / r["time_ms"] / 1e9, rel=1e-3)
+        assert r["pct_of_peak"] == pytest.approx(100 * r["executed_tflops_s"] / r["peak_tflops_s"], rel=1e-3)
+        assert r["max_abs_err"] < 1e-5 and r["check_ok"] is True
+    allowed = 37 * 38 // 2 + (300 - 37) * 37
+    assert by["flex"]["allowed_pairs"] == by["naive"]["allowed_pairs"] == allowed
+    assert by["sdpa_causal"]["allowed_pairs"] == 300 * 301 // 2 and by["sdpa_causal"]["computes"] == "causal"
+    assert "causal" in by["sdpa_causal"]["check_against"]
+    assert by["naive"]["executed_pairs"] == 300 * 300
+    assert by["flex"]["executed_pairs"] == 3 * 128 * 128 + 44 * 128 + 44 * 44  # from its BlockMask
+    assert by["flex"]["block_mask_ms"] > 0 and by["flex"]["compile_ms"] >= 0 and "flex" in by["flex"]["note"]
+    assert by["naive"]["dense_mask_ms"] > 0 and by["naive"]["block_mask_ms"] is None
+    # naive holds the B·H·N² scores (twice); the fused kernels stay far below.
+    scores = 2 * 4 * 300 * 300 * 4
+    assert by["naive"]["peak_bytes"] >= 2 * scores > by["sdpa_causal"]["peak_bytes"]
+
+
+def test_sweep_runs_in_ascending_order_and_stops_dense_at_the_limit():
+    cfg = B.BenchConfig("sliding_window", (20000, 17), ("naive",), (("window", 4),), heads=1, head_dim=16, repeats=1)
+    rows = B.run_bench(cfg)
+    assert [(r["n"], r["status"]) for r in rows] == [(17, "ok"), (20000, "skipped")]
+    assert rows[1]["reason"] == "dense masks stop at N = 16384"
+
+
+# ------------------------------------------------------------ skip paths ---
+def test_tiny_memory_budget_skips_with_the_numbers():
+    rows = B.run_bench(tiny(memory_budget_bytes=1000))
+    assert {r["status"] for r in rows} == {"skipped"}
+    for r in rows:
+        assert r["reason"] == f"needs {B._gib(r['estimate_bytes'])}, budget 0 MiB"
+        assert r["time_ms"] is None and r["peak_bytes"] is None
+
+
+def test_skip_reason_reads_in_gib():
+    # flex on CPU builds its BlockMask from the predicate: 10 bytes per pair, 160 GiB at 131072.
+    cfg = B.BenchConfig("sliding_window", (131072,), ("flex",), (("window", 64),), heads=1, head_dim=16,
+                        memory_budget_bytes=70 * 2**30)  # fmt: skip
+    (row,) = B.run_bench(cfg)
+    assert row["status"] == "skipped" and row["reason"] == "needs 160.0 GiB, budget 70.0 GiB"
+
+
+def test_time_cap_skips_slow_sizes():
+    rows = B.run_bench(tiny(backends=("naive",), time_cap_s=1e-6))
+    assert rows[0]["status"] == "skipped" and rows[0]["reason"].startswith("would take about")
+
+
+def test_time_cap_first_reduces_repeats():
+    cfg = tiny(backends=("naive",), repeats=1000)
+    row = dict(executed_flops=B.CPU_ASSUMED_FLOPS_S)  # one second per call
+    repeats, skip = B._plan(cfg, "naive", 300, dict(row, estimate_bytes=0), 2**40, 60.0, {}, {})
+    assert skip is None and repeats == 60 - (cfg.warmup + 1)
+
+
+def test_oom_is_recorded_and_larger_sizes_skipped(monkeypatch):
+    def oom(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 34.00 GiB")
+
+    monkeypatch.setattr(K, "run", oom)
+    rows = B.run_bench(tiny(ns=(64, 32), backends=("sdpa_causal",)))
+    assert [(r["n"], r["status"]) for r in rows] == [(32, "oom"), (64, "skipped")]
+    assert rows[0]["reason"].startswith("out of memory: CUDA out of memory")
+    assert rows[1]["reason"] == "ran out of memory at N = 32"
+
+
+def test_other_failures_are_recorded_as_errors(monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("kernel exploded\nsecond line")
+
+    monkeypatch.setattr(K, "run", boom)
+    (row,) = B.run_bench(tiny(backends=("sdpa_mask",)))
+    assert row["status"] == "error" and row["reason"] == "RuntimeError: kernel exploded"
+
+
+# ---------------------------------------------------------------- output ---
+def test_json_and_csv_rows(tmp_path):
+    rows = B.run_bench(tiny(backends=("sdpa_mask", "sdpa_causal")))
+    B.write_json(rows, tmp_path / "r.json")
+    assert B.read_json(tmp_path / "r.json") == rows
+    B.write_csv(rows, tmp_path / "r.csv")
+    with open(tmp_path / "r.csv") as f:
+        reader = csv.DictReader(f)
+        assert tuple(reader.fieldnames) == B.ROW_FIELDS
+        back = list(reader)
+    assert [r["backend"] for r in back] == ["sdpa_mask", "sdpa_causal"]
+    assert float(back[0]["time_ms"]) == rows[0]["time_ms"] and back[0]["block_mask_ms"] == ""
+
+
+# ----------------------------------------------------------------- peaks ---
+def test_cpu_peak_is_computed_from_clock_and_isa():
+    tflops, source = B.cpu_peak_tflops(2, 2.45, {"avx2", "fma"})
+    assert tflops == pytest.approx(2 * 2.45e9 * 32 / 1e12) and "AVX2+FMA" in source
+    assert B.cpu_peak_tflops(4, 3.0, {"avx512f", "avx2", "fma"})[0] == pytest.approx(4 * 3e9 * 64 / 1e12)
+
+
+@pytest.mark.parametrize(
+    "name, dtype, peak",
+    [
+        ("NVIDIA H100 80GB HBM3", "bfloat16", 989.4),
+        ("NVIDIA H100 PCIe", "bfloat16", 756.0),
+        ("NVIDIA H200", "bfloat16", 989.4),
+        ("NVIDIA A100-SXM4-80GB", "bfloat16", 312.0),
+        ("NVIDIA A100-SXM4-80GB", "float32", 19.5),
+    ],
+)
+def test_gpu_peaks_by_device_name(monkeypatch, name, dtype, peak):
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+    assert B.peak_tflops(torch.device("cuda"), dtype)[0] == peak
+
+
+# ---------------------------------------------------------- validation ---
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(backends=("flash",)), "Unknown backend 'flash'"),
+        (dict(ns=(0,)), "between 1 and"),
+        (dict(heads=6, kv_heads=4), "multiple of the 4 kv heads"),
+        (dict(dtype="int8"), "Unknown dtype"),
+        (dict(repeats=0), "repeats must be"),
+        (dict(params=(("window", 0),)), "window must be at least 1"),
+    ],
+)
+def test_bad_settings_raise_value_errors(change, message):
+    with pytest.raises(ValueError, match=message):
+        B.run_bench(tiny(**change))
+
+
+# ------------------------------------------------------------------- CLI ---
+def test_cli_bench_writes_json_and_csv(tmp_path, capsys):
+    out, table = tmp_path / "out.json", tmp_path / "out.csv"
+    args = ["--pattern", "sliding_window", "--window", "37", "--n", "300", "--heads", "4", "--kv-heads", "2",
+            "--head-dim", "16", "--batch", "2", "--backends", "naive,sdpa_mask,sdpa_causal,flex", "--device", "cpu",
+            "--dtype", "float32", "--check", "--repeats", "3", "--json", str(out), "--csv", str(table)]  # fmt: skip
+    assert cli.main(["bench", *args]) == 0
+    rows = json.loads(out.read_text())
+    assert [row["backend"] for row in rows] == ["naive", "sdpa_mask", "sdpa_causal", "flex"]
+    for row in rows:
+        for key in ("backend", "n", "time_ms", "peak_bytes", "useful_flops", "executed_flops", "status"):
+            assert row[key] is not None, key
+        assert row["status"] == "ok" and row["max_abs_err"] < 1e-5
+    assert len(table.read_text().splitlines()) == 5
+    captured = capsys.readouterr()
+    assert captured.out == "" and "flex" in captured.err  # rows go to the files, summaries to stderr
+
+
+def test_python_m_attn_bench(tmp_path):
+    # The module entry point end to end (flex left out: its first call imports and
+    # compiles for seconds, covered in-process above).
+    base = [sys.executable, "-m", "attn", "bench", "--pattern", "sinks", "--sinks", "2", "--window", "8",
+            "--heads", "2", "--head-dim", "16", "--backends", "naive,sdpa_causal", "--repeats", "2"]  # fmt: skip
+    r = subprocess.run([*base, "--n", "17,40", "--json", str(tmp_path / "o.json")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads((tmp_path / "o.json").read_text())
+    assert [(x["n"], x["backend"], x["status"]) for x in rows] == [
+        (17, "naive", "ok"), (17, "sdpa_causal", "ok"), (40, "naive", "ok"), (40, "sdpa_causal", "ok")
+    ]  # fmt: skip
+
+
+def test_cli_bench_sweep_to_stdout(capsys):
+    rc = cli.main(["bench", "--pattern", "chunked", "--chunk", "8", "--n", "64, 17", "--heads", "2",
+                   "--head-dim", "16", "--backends", "sdpa_mask", "--repeats", "2"])  # fmt: skip
+    assert rc == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["n"] for r in rows] == [17, 64] and rows[0]["rule"] == "chunked(chunk=8, causal=True)"
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--n", "64", "--backends", "naive,flash"], "Unknown backend 'flash'"),
+        (["--n", "0"], "at least 1"),
+        (["--n", "64,x"], "not a whole number"),
+        (["--n", "64", "--heads", "6", "--kv-heads", "4"], "multiple of the 4 kv heads"),
+        (["--n", "64", "--dtype", "double"], "Unknown dtype"),
+        (["--n", "48", "--pattern", "document", "--docs", "16,16"], "add up to 32"),
+    ],
+)
+def test_cli_bench_bad_input_exits_2(capsys, extra, message):
+    args = ["bench", "--pattern", "sliding_window", "--window", "4", *extra]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cli_bench_cuda_without_cuda_exits_2(capsys):
+    assert cli.main(["bench", "--pattern", "causal", "--n", "64", "--device", "cuda"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_mask_command_still_takes_a_single_n(capsys):
+    assert cli.main(["mask", "--pattern", "sliding_window", "--window", "2", "--n", "3"]) == 0
+    assert json.loads(capsys.readouterr().out)["mask"] == [[1, 0, 0], [1, 1, 0], [0, 1, 1]]
+
+
+# ------------------------------------------------------------------- GPU ---
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_tiny_sweep_bf16():
+    cfg = B.BenchConfig("sliding_window", (1024, 2048), params=(("window", 256),), heads=4, head_dim=64,
+                        dtype="bfloat16", device="cuda", repeats=5, check=True)  # fmt: skip
+    rows = B.run_bench(cfg)
+    for r in rows:
+        assert r["status"] == "ok", r["reason"]
+        assert r["peak_method"].startswith("cuda max_memory_allocated") and r["peak_bytes"] > 0
+        assert r["check_ok"] is True, (r["backend"], r["max_abs_err"])
+    assert rows[0]["device_name"] == torch.cuda.get_device_name()
