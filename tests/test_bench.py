@@ -115,6 +115,14 @@ def test_skip_reason_reads_in_gib():
     assert row["status"] == "skipped" and row["reason"] == "needs 160.0 GiB, budget 70.0 GiB"
 
 
+def test_check_is_skipped_with_a_reason_when_the_reference_does_not_fit():
+    shape = B.Shape(2, 4, 2, 300, 16, 4)
+    budget = B.estimate_bytes("sdpa_causal", shape, "cpu") + 1  # the kernel fits, the naive reference not
+    (row,) = B.run_bench(tiny(backends=("sdpa_causal",), check=True, memory_budget_bytes=budget))
+    assert row["status"] == "ok" and row["max_abs_err"] is None and row["check_ok"] is None
+    assert row["check_against"].startswith("not checked: the naive reference needs")
+
+
 def test_time_cap_skips_slow_sizes():
     rows = B.run_bench(tiny(backends=("naive",), time_cap_s=1e-6))
     assert rows[0]["status"] == "skipped" and rows[0]["reason"].startswith("would take about")
