@@ -1,0 +1,157 @@
+"""Figures the lessons need beyond attn.figures and attn.cost_figures. No Streamlit.
+
+Each one is computed from the library (mask rules, recorded benchmark rows, model results),
+never drawn from constants, and states what it was computed from in its title or axes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import plotly.graph_objects as go
+
+from . import masks, render
+from .figures import ALLOWED
+
+# Okabe–Ito colours (colour-blind safe), as in attn.cost_figures.
+COLORS = ("#D55E00", "#E69F00", "#0072B2", "#009E73", "#CC79A7", "#56B4E9", "#000000")
+
+
+def _layout(fig: go.Figure, title: str, x_title: str, y_title: str, height: int = 440) -> go.Figure:
+    # Legends under the plot: above it they collide with a two-line title.
+    fig.update_layout(
+        title=dict(text=title, x=0, xanchor="left"), height=height, template="plotly_white",
+        margin=dict(l=60, r=20, t=60, b=40), hovermode="x unified",
+        legend=dict(orientation="h", yanchor="top", y=-0.2, x=0),
+    )
+    fig.update_xaxes(title=x_title)
+    fig.update_yaxes(title=y_title)
+    return fig
+
+
+def length_grid(lo: int = 1024, hi: int = masks.MAX_N) -> list[int]:
+    """Powers of two from lo to hi: the lengths the cost curves are counted at."""
+    return [1 << p for p in range(int(math.log2(lo)), int(math.log2(hi)) + 1)]
+
+
+def pairs_growth_figure(window: int, ns=None) -> go.Figure:
+    """Allowed (query, key) pairs vs N for full, causal and a sliding window W, counted exactly
+    from the rules (render.row_counts), on log-log axes where N² has twice the slope of N·W."""
+    ns = list(ns or length_grid())
+    rules = [
+        ("full (bidirectional)", masks.full(), "dash"),
+        ("causal", masks.causal(), "dot"),
+        (f"sliding window W = {window:,}", masks.sliding_window(window), "solid"),
+    ]
+    fig = go.Figure()
+    for i, (name, rule, dash) in enumerate(rules):
+        ys = [int(render.row_counts(rule, n).sum()) for n in ns]
+        fig.add_scatter(x=ns, y=ys, name=name, mode="lines+markers", line=dict(color=COLORS[i], width=3, dash=dash),
+                        hovertemplate="%{y:,.0f} pairs")
+    _layout(fig, f"Pairs each head scores in one layer, by sequence length (counted from the masks)",
+            "sequence length N (tokens)", "allowed (query, key) pairs")
+    fig.update_xaxes(type="log", tickvals=ns, ticktext=[f"{n // 1024}k" for n in ns])
+    fig.update_yaxes(type="log", exponentformat="power")
+    return fig
+
+
+def blocks_figure(rule: masks.MaskRule, n: int, block: int = 128, head_dim: int = 64) -> go.Figure:
+    """The mask cut into the kernel's block x block tiles: every coloured cell is a block a
+    block-sparse kernel (FlexAttention) computes in full; the title compares useful and executed FLOPs."""
+    from .figures import overview_figure
+
+    stats = render.mask_stats(rule, n, block_size=block)
+    useful, executed = stats.useful_flops(head_dim), stats.executed_flops_blocks(head_dim)
+    title = (
+        f"{rule.label}, N = {n:,}: each cell is one {block}×{block} block<br>"
+        f"{stats.blocks_touched:,} of {stats.blocks_total:,} blocks computed · useful {useful / 1e9:.3g} GFLOP, "
+        f"executed {executed / 1e9:.3g} GFLOP ({executed / max(useful, 1):.1f}×) per head, d = {head_dim}"
+    )
+    return overview_figure(render.tile_overview(rule, n, tile_size=block), title=title)
+
+
+# ------------------------------------------------------------------ benchmark ---
+BENCH_METRICS = {
+    "time_ms": ("kernel time (ms, median)", "ms"),
+    "peak_bytes": ("peak memory of one call (MiB)", "MiB"),
+    "useful_tflops_s": ("useful GFLOP/s (allowed pairs only)", "GFLOP/s"),
+}
+
+
+def bench_label(rows: list[dict]) -> str:
+    """Where and when the rows were measured: device, dtype, torch and date(s)."""
+    ok = [r for r in rows if r.get("device_name")]
+    if not ok:
+        raise ValueError("The benchmark rows name no device.")
+    devices = sorted({r["device_name"] for r in ok})
+    dates = sorted({str(r.get("date", ""))[:10] for r in ok if r.get("date")})
+    dtypes = sorted({r.get("dtype", "") for r in ok})
+    torch_versions = sorted({r.get("torch", "") for r in ok})
+    when = dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}" if dates else "date not recorded"
+    return f"recorded on {', '.join(devices)} · {', '.join(dtypes)} · torch {', '.join(torch_versions)} · {when}"
+
+
+def bench_figure(rows: list[dict], metric: str = "time_ms") -> go.Figure:
+    """Recorded benchmark rows (attn.bench format): one line per (pattern, backend) against N.
+    Skipped sizes are listed under the plot with their reason, not drawn."""
+    if metric not in BENCH_METRICS:
+        raise ValueError(f"Unknown metric {metric!r}; choose one of {', '.join(BENCH_METRICS)}.")
+    y_title, unit = BENCH_METRICS[metric]
+    scale = {"peak_bytes": 2**20, "useful_tflops_s": 1e-3}.get(metric, 1)
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r.get("rule") or r["pattern"], r["backend"]), []).append(r)
+    if not groups:
+        raise ValueError("No benchmark rows to draw.")
+    fig = go.Figure()
+    skipped = []
+    for i, ((rule, backend), rs) in enumerate(sorted(groups.items())):
+        ok = sorted((r for r in rs if r.get("status") == "ok" and r.get(metric) is not None), key=lambda r: r["n"])
+        skipped += [f"{backend} N={r['n']:,}: {r.get('reason') or r.get('status')}" for r in rs if r.get("status") != "ok"]
+        if not ok:
+            continue
+        name = backend if len({k[0] for k in groups}) == 1 else f"{backend} · {rule}"
+        fig.add_scatter(x=[r["n"] for r in ok], y=[r[metric] / scale for r in ok], name=name, mode="lines+markers",
+                        line=dict(color=COLORS[i % len(COLORS)], width=3),
+                        hovertemplate=f"%{{y:.3g}} {unit}<extra>{name}</extra>")
+    rules = sorted({k[0] for k in groups})
+    _layout(fig, f"{y_title} vs N · {', '.join(rules)}<br><sup>{bench_label(rows)}</sup>",
+            "sequence length N (tokens)", y_title, height=480)
+    fig.update_xaxes(type="log")
+    fig.update_yaxes(type="log")
+    if skipped:
+        fig.add_annotation(text="Not run: " + "; ".join(skipped[:4]) + (" …" if len(skipped) > 4 else ""),
+                           xref="paper", yref="paper", x=0, y=1.0, xanchor="left", yanchor="bottom",
+                           showarrow=False, font=dict(size=10, color="#555"))
+    return fig
+
+
+# ---------------------------------------------------------------- real model ---
+def perplexity_sweep_figure(points, title: str) -> go.Figure:
+    """Perplexity of a document under each sliding window (attn.model.SweepPoint), with full
+    causal attention as the reference line. Lower is better; the gap is what the window breaks."""
+    windowed = sorted((p for p in points if p.window is not None), key=lambda p: p.window)
+    full = [p for p in points if p.window is None]
+    if not windowed and not full:
+        raise ValueError("No sweep points to draw.")
+    fig = go.Figure()
+    if windowed:
+        fig.add_scatter(x=[p.window for p in windowed], y=[p.perplexity for p in windowed], name="sliding window W",
+                        mode="lines+markers", line=dict(color=ALLOWED, width=3), marker=dict(size=9),
+                        hovertemplate="W = %{x}: perplexity %{y:.1f}<extra></extra>")
+    xs = [p.window for p in windowed] or [1]
+    if full:
+        ppl = full[0].perplexity
+        fig.add_scatter(x=[min(xs), max(xs)], y=[ppl, ppl], mode="lines", name=f"full causal attention: {ppl:.1f}",
+                        line=dict(color=COLORS[0], width=2, dash="dash"), hovertemplate="full: %{y:.1f}<extra></extra>")
+    _layout(fig, title, "window W (tokens each token may look back, itself included)", "perplexity (lower is better)")
+    fig.update_xaxes(type="log", tickvals=xs, ticktext=[str(x) for x in xs])
+    fig.update_yaxes(type="log")
+    return fig
+
+
+def grid_title(rule: masks.MaskRule, n: int, what: str) -> str:
+    """A mask figure's title with its exact pair count."""
+    pairs = int(render.row_counts(rule, n).sum())
+    return f"{what}<br>N = {n} · {pairs:,} of {n * n:,} pairs allowed ({pairs / (n * n):.0%})"
+
