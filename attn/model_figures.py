@@ -1,0 +1,158 @@
+"""Figures and coloured text for the Model Attention page (Plotly figures, HTML strings; no Streamlit)."""
+
+from __future__ import annotations
+
+import html
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+
+# White for exactly zero attention; any non-zero weight is visibly tinted (a 1/512 share must show).
+WEIGHT_SCALE = [[0.0, "#ffffff"], [1e-6, "#deebf7"], [0.15, "#6baed6"], [0.5, "#2171b5"], [1.0, "#08306b"]]
+MASKED_COLOR = "#D55E00"
+
+
+def _label(piece: str, i: int) -> str:
+    shown = piece.replace("\n", "⏎").replace(" ", "·")
+    return f"{i} {shown[:12]}"
+
+
+def head_grid_figure(thumbs: np.ndarray, kv_groups, title: str) -> go.Figure:
+    """All layers × heads as one mosaic: thumbs (L, H, s, s) pooled maps, heads ordered by KV group."""
+    layers, heads, s, _ = thumbs.shape
+    gap = max(1, s // 8)
+    order = [h for group in kv_groups for h in group]
+    cell = s + gap
+    mosaic = np.full((layers * cell - gap, heads * cell - gap), np.nan, dtype=np.float32)
+    for li in range(layers):
+        for ci, h in enumerate(order):
+            t = thumbs[li, h]
+            peak = float(t.max()) or 1.0
+            mosaic[li * cell : li * cell + s, ci * cell : ci * cell + s] = t / peak  # each thumbnail on its own scale
+    fig = go.Figure(go.Heatmap(z=mosaic, colorscale=WEIGHT_SCALE, zmin=0, zmax=1, showscale=False, hoverinfo="skip"))
+    per = heads // max(1, len(kv_groups))
+    ticks_x = [ci * cell + s / 2 for ci in range(heads)]
+    fig.update_xaxes(tickvals=ticks_x, ticktext=[f"q{h}" for h in order], side="top", showgrid=False, zeroline=False)
+    fig.update_yaxes(tickvals=[li * cell + s / 2 for li in range(layers)], ticktext=[f"L{li}" for li in range(layers)],
+                     autorange="reversed", showgrid=False, zeroline=False)
+    for j, group in enumerate(kv_groups):
+        x0, x1 = j * per * cell - gap / 2, (j + 1) * per * cell - gap
+        fig.add_shape(type="rect", x0=x0, x1=x1, y0=-gap, y1=layers * cell - gap / 2, line=dict(color="#444", width=1.5))
+        fig.add_annotation(x=(x0 + x1) / 2, y=layers * cell, text=f"KV head {j}: query heads {', '.join(map(str, group))}",
+                           showarrow=False, yanchor="top", font=dict(size=11))
+    fig.update_layout(title=dict(text=html.escape(title), x=0), height=max(500, 22 * layers + 140), margin=dict(l=50, r=10, t=80, b=40),
+                      plot_bgcolor="#ffffff")
+    return fig
+
+
+def attention_map_figure(weights: np.ndarray, pieces, title: str, lo: int = 0, hi: int | None = None,
+                         allowed: np.ndarray | None = None) -> go.Figure:
+    """One head's (N, N) attention weights for queries and keys lo..hi-1, token labels when few.
+    allowed (N, N) bool: cells the mask forbids are outlined (masked weights are exactly 0)."""
+    n = weights.shape[-1]
+    hi = n if hi is None else hi
+    w = weights[lo:hi, lo:hi]
+    idx = np.arange(lo, hi)
+    labels = [_label(pieces[i], i) for i in idx] if len(pieces) >= hi else [str(i) for i in idx]
+    show_labels = hi - lo <= 48
+    hover = [[f"query {labels[r]} → key {labels[c]}: %{{z:.4f}}" for c in range(hi - lo)] for r in range(hi - lo)] \
+        if hi - lo <= 128 else None
+    fig = go.Figure(go.Heatmap(z=w, x=idx, y=idx, colorscale=WEIGHT_SCALE, zmin=0, zmax=max(float(w.max()), 1e-9),
+                               colorbar=dict(title="weight"),
+                               hovertemplate="query %{y} → key %{x}: %{z:.4f}<extra></extra>" if hover is None else None,
+                               text=hover, hoverinfo="text" if hover is not None else None))
+    if allowed is not None:
+        forbidden = ~allowed[lo:hi, lo:hi]
+        # Shade forbidden cells lightly in the mask colour so "0 because masked" differs from "0 by choice".
+        shade = np.where(forbidden, 1.0, np.nan)
+        fig.add_trace(go.Heatmap(z=shade, x=idx, y=idx, colorscale=[[0, MASKED_COLOR], [1, MASKED_COLOR]], opacity=0.12,
+                                 showscale=False, hoverinfo="skip"))
+    axis = dict(tickvals=list(idx), ticktext=labels, tickfont=dict(size=9)) if show_labels else {}
+    fig.update_xaxes(title="key (attended to)", **axis)
+    fig.update_yaxes(title="query", autorange="reversed", **axis)
+    fig.update_layout(title=dict(text=html.escape(title), x=0), height=640, margin=dict(l=60, r=10, t=50, b=40),
+                      plot_bgcolor="#ffffff")
+    return fig
+
+
+def colored_tokens_html(pieces, values, vmax: float, signed: bool = False, first: int = 1) -> str:
+    """Tokens as HTML spans tinted by value (loss, or loss change when signed: red = harder, blue = easier).
+    values[i] belongs to token first + i; tokens before `first` are shown untinted. Text is escaped."""
+    out = []
+    vmax = max(float(vmax), 1e-9)
+    for i, piece in enumerate(pieces):
+        text = html.escape(piece).replace("\n", "<br>")
+        j = i - first
+        if j < 0 or j >= len(values):
+            out.append(f'<span style="color:#777">{text}</span>')
+            continue
+        v = float(values[j])
+        a = min(1.0, abs(v) / vmax)
+        if signed:
+            rgb = "214,39,40" if v > 0 else "31,119,180"
+        else:
+            rgb = "214,39,40"
+        out.append(f'<span title="token {i}: {v:+.2f} nats" style="background: rgba({rgb},{a * 0.85:.3f}); '
+                   f'border-radius: 2px">{text}</span>')
+    return ('<div style="font-family: ui-monospace, monospace; font-size: 0.9rem; line-height: 1.7; '
+            'white-space: pre-wrap; max-height: 420px; overflow-y: auto; border: 1px solid #ddd; padding: 8px">'
+            + "".join(out) + "</div>")
+
+
+def sweep_figure(series: dict, full_ppl: float | None, n_tokens: int) -> go.Figure:
+    """Perplexity vs window: series maps a name to [(window, perplexity), …] (window None = full)."""
+    colors = ("#0072B2", "#D55E00", "#009E73", "#CC79A7")
+    fig = go.Figure()
+    for (name, points), color in zip(series.items(), colors):
+        pts = [(w, p) for w, p in points if w is not None]
+        fig.add_scatter(x=[w for w, _ in pts], y=[p for _, p in pts], mode="lines+markers", name=name,
+                        line=dict(color=color, width=3), marker=dict(size=9),
+                        hovertemplate="window %{x}: perplexity %{y:.2f}<extra>" + name + "</extra>")
+    if full_ppl is not None:
+        fig.add_scatter(x=[min(w for s in series.values() for w, _ in s if w) or 1, n_tokens], y=[full_ppl, full_ppl],
+                        mode="lines", name=f"full causal attention: {full_ppl:.2f}", line=dict(color="#000", dash="dash"))
+    fig.update_xaxes(type="log", title="window W (tokens)")
+    fig.update_yaxes(title="perplexity (lower is better)")
+    fig.update_layout(title=dict(text=f"Perplexity vs window on the first {n_tokens:,} tokens", x=0), height=440,
+                      template="plotly_white", legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def retrieval_figure(results) -> go.Figure:
+    """Accuracy for each (window, distance) of a retrieval grid (results: ProbeResult list)."""
+    windows = sorted({r.window for r in results}, key=lambda w: math.inf if w is None else w)
+    dists = sorted({r.distance_tokens for r in results})
+    z = np.full((len(windows), len(dists)), np.nan)
+    for r in results:
+        z[windows.index(r.window), dists.index(r.distance_tokens)] = 100 * r.accuracy
+    ylab = ["full" if w is None else f"W = {w}" for w in windows]
+    fig = go.Figure(go.Heatmap(z=z, x=[str(d) for d in dists], y=ylab, zmin=0, zmax=100,
+                               colorscale=[[0, "#fff5eb"], [1, "#08519c"]], colorbar=dict(title="% correct"),
+                               text=[[f"{v:.0f}%" for v in row] for row in z], texttemplate="%{text}",
+                               hovertemplate="%{y}, fact %{x} tokens back: %{z:.0f}% correct<extra></extra>"))
+    fig.update_xaxes(title="filler tokens between the fact and the question", type="category")
+    fig.update_yaxes(title="mask", type="category")
+    fig.update_layout(title=dict(text="Retrieval: can the model copy a code it read D tokens earlier?", x=0),
+                      height=120 + 60 * len(windows), margin=dict(t=60))
+    return fig
+
+
+def influence_figure(influence: np.ndarray, reach: np.ndarray, token: int, label: str) -> go.Figure:
+    """Gradient norm of one token's loss per input position, with the mask's receptive field shaded."""
+    n = len(influence)
+    x = np.arange(n)
+    peak = float(influence.max()) or 1.0
+    y = influence / peak
+    fig = go.Figure()
+    fig.add_bar(x=x, y=np.where(reach, 1.0, 0.0), name="allowed by the mask (reach through 30 layers)",
+                marker=dict(color="#009E73", opacity=0.18, line=dict(width=0)), hoverinfo="skip")
+    fig.add_scatter(x=x, y=np.maximum(y, 1e-12), mode="lines", name="influence (|∂ loss / ∂ embedding|, relative)",
+                    line=dict(color="#0072B2", width=2), hovertemplate="position %{x}: %{y:.3g}<extra></extra>")
+    fig.add_scatter(x=[token, token], y=[1e-6, 1], mode="lines", name=f"predicted token {token}",
+                    line=dict(color=MASKED_COLOR, dash="dot"))
+    fig.update_yaxes(type="log", range=[-6, 0.1], title="relative influence")
+    fig.update_xaxes(title="input position", range=[-1, n])
+    fig.update_layout(title=dict(text=html.escape(f"What the loss of token {token} depends on — {label}"), x=0), height=420,
+                      template="plotly_white", bargap=0, legend=dict(orientation="h", y=-0.2))
+    return fig
