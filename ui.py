@@ -35,6 +35,8 @@ PAGES = [
      "Any pattern as a matrix, from 8 to 131,072 tokens, with its exact numbers; compare two."),
     ("app_pages/receptive_field.py", "Receptive Field", "🕸️", "receptive-field",
      "How far information travels through L layers, for one pattern or a real model's layer stack."),
+    ("app_pages/model_attention.py", "Model Attention", "🤖", "model",
+     "A real language model reads a document under your mask: attention maps, loss, perplexity, retrieval."),
     ("app_pages/serving_cost.py", "Serving Cost", "💾", "serving-cost",
      "KV cache and VRAM of real models at long context under each design, against real GPUs."),
 ]
