@@ -1,0 +1,77 @@
+"""End-to-end: Chromium picks a document and a window on the Model Attention page of a live app."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from server import streamlit_server  # noqa: E402
+from test_browser import (  # noqa: E402, F401  (browser, chromium_path and page are fixtures used by name)
+    ARTIFACTS,
+    WAIT_S,
+    browser,
+    chromium_path,
+    metric_value,
+    page,
+    type_number,
+    wait_idle,
+    wait_url,
+)
+from test_browser_reach import assert_clean, screenshot_tall  # noqa: E402
+
+pytestmark = pytest.mark.browser
+MODEL_WAIT_MS = 300_000  # first load on a fresh machine converts the GGUF file (~30 s, more on a busy CPU)
+
+TITLES_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot'))
+  .map((g) => (g._fullLayout && g._fullLayout.title && g._fullLayout.title.text) || '')"""
+
+
+@pytest.fixture(scope="module")
+def server(chromium_path):
+    try:
+        with streamlit_server(ARTIFACTS / "streamlit-server-model.log", timeout=WAIT_S) as base:
+            yield base
+    except RuntimeError as e:
+        pytest.fail(str(e), pytrace=False)
+
+
+def test_pick_document_and_window(server, page):
+    page.goto(server + "/model?tokens=128")
+    page.get_by_role("heading", name="Model Attention").wait_for(timeout=MODEL_WAIT_MS)
+    page.locator(".js-plotly-plot").nth(2).wait_for(timeout=MODEL_WAIT_MS)
+    wait_idle(page)
+
+    combo = page.get_by_role("combobox", name="Document", exact=True)
+    combo.click()
+    page.get_by_role("option").filter(has_text="meeting").first.click()
+    wait_url(page, {"doc": "meeting"})
+    wait_idle(page)
+    type_number(page, "Window W", 16)
+    page.wait_for_function(
+        f"() => ({TITLES_JS})().some((t) => t.includes('sliding_window(window=16)'))", timeout=MODEL_WAIT_MS
+    )
+    wait_idle(page)
+    titles = page.evaluate(TITLES_JS)
+    assert any("Same head, full causal attention" in t for t in titles), titles
+    assert any("All 30 layers" in t for t in titles), titles
+    # Masked weights are exactly zero outside the window: check the large map's data in the browser.
+    outside = page.evaluate(
+        """() => { const g = document.querySelectorAll('.js-plotly-plot')[0];
+                 const t = g._fullData[0]; const z = t.z; let bad = 0;
+                 for (let r = 0; r < z.length; r++) for (let c = 0; c < z[r].length; c++)
+                   if ((t.x[c] > t.y[r] || t.y[r] - t.x[c] >= 16) && z[r][c] !== 0) bad++;
+                 return bad; }"""
+    )
+    assert outside == 0
+
+    page.locator('[data-testid="stButtonGroup"]').get_by_text("Loss per token", exact=True).click()
+    page.get_by_text("Perplexity under the mask").wait_for(timeout=MODEL_WAIT_MS)
+    wait_idle(page)
+    masked, full = float(metric_value(page, "Perplexity under the mask")), float(metric_value(page, "Perplexity, full attention"))
+    assert masked > 1 and full > 1, (masked, full)
+    wait_url(page, {"doc": "meeting", "window": "16", "view": "Loss per token"})
+    assert_clean(page)
+    screenshot_tall(page, "model_loss_meeting_w16.png", 2000)
