@@ -623,9 +623,30 @@ PATTERNS = (
 )
 
 
+# A user-written rule (attn/rules.py). Not in PATTERNS: it has no fixed parameters, so
+# pattern pickers, presets and defaults keyed by PATTERNS stay as they are.
+CUSTOM = "custom"
+
+
+def custom(expr: str, n: int | None = None, causal: bool = False, **params) -> MaskRule:
+    """A custom rule such as custom("q >= k and q - k < W", W=16); see attn.rules.custom_rule."""
+    from .rules import custom_rule  # late import: rules builds on this module
+
+    return custom_rule(expr, n, params, causal)
+
+
 def build(pattern: str, n: int | None = None, **params) -> MaskRule:
     """Build a rule by pattern name, as the CLI and the pages do; `n` checks that the
-    parameters make sense for a sequence of n tokens. Raises ValueError in plain words."""
+    parameters make sense for a sequence of n tokens. Raises ValueError in plain words.
+
+    build("custom", n, rule="q >= k and q - k < W", W=16[, causal=True]) builds a custom
+    rule, so build(r.name, n, **r.param_dict) rebuilds any rule r, custom ones included."""
+    if pattern == CUSTOM:
+        p = dict(params)
+        expr = p.pop("rule", None)
+        if expr is None:
+            raise ValueError("A custom pattern needs its rule, e.g. rule='q >= k and q - k < 4'.")
+        return custom(expr, n, p.pop("causal", False), **p)
     if pattern not in PATTERNS:
         raise ValueError(f"Unknown pattern {pattern!r}; choose one of: {', '.join(PATTERNS)}.")
     if n is not None:
