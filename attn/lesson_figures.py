@@ -11,7 +11,6 @@ import math
 import plotly.graph_objects as go
 
 from . import masks, render
-from .figures import ALLOWED
 
 # Okabe–Ito colours (colour-blind safe), as in attn.cost_figures.
 COLORS = ("#D55E00", "#E69F00", "#0072B2", "#009E73", "#CC79A7", "#56B4E9", "#000000")
@@ -123,30 +122,6 @@ def bench_figure(rows: list[dict], metric: str = "time_ms") -> go.Figure:
         fig.add_annotation(text="Not run: " + "; ".join(skipped[:4]) + (" …" if len(skipped) > 4 else ""),
                            xref="paper", yref="paper", x=0, y=1.0, xanchor="left", yanchor="bottom",
                            showarrow=False, font=dict(size=10, color="#555"))
-    return fig
-
-
-# ---------------------------------------------------------------- real model ---
-def perplexity_sweep_figure(points, title: str) -> go.Figure:
-    """Perplexity of a document under each sliding window (attn.model.SweepPoint), with full
-    causal attention as the reference line. Lower is better; the gap is what the window breaks."""
-    windowed = sorted((p for p in points if p.window is not None), key=lambda p: p.window)
-    full = [p for p in points if p.window is None]
-    if not windowed and not full:
-        raise ValueError("No sweep points to draw.")
-    fig = go.Figure()
-    if windowed:
-        fig.add_scatter(x=[p.window for p in windowed], y=[p.perplexity for p in windowed], name="sliding window W",
-                        mode="lines+markers", line=dict(color=ALLOWED, width=3), marker=dict(size=9),
-                        hovertemplate="W = %{x}: perplexity %{y:.1f}<extra></extra>")
-    xs = [p.window for p in windowed] or [1]
-    if full:
-        ppl = full[0].perplexity
-        fig.add_scatter(x=[min(xs), max(xs)], y=[ppl, ppl], mode="lines", name=f"full causal attention: {ppl:.1f}",
-                        line=dict(color=COLORS[0], width=2, dash="dash"), hovertemplate="full: %{y:.1f}<extra></extra>")
-    _layout(fig, title, "window W (tokens each token may look back, itself included)", "perplexity (lower is better)")
-    fig.update_xaxes(type="log", tickvals=xs, ticktext=[str(x) for x in xs])
-    fig.update_yaxes(type="log")
     return fig
 
 

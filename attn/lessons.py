@@ -33,6 +33,7 @@ from .state import parse_bounded_int
 EXPLORER = "app_pages/mask_explorer.py"
 REACH_PAGE = "app_pages/receptive_field.py"
 COST_PAGE = "app_pages/serving_cost.py"
+MODEL_PAGE = "app_pages/model_attention.py"
 BENCH_FILE = Path(__file__).resolve().parent.parent / "assets" / "bench" / "kernels_cpu_sweep.json"
 
 
@@ -872,11 +873,15 @@ def run_sweep(values: dict, progress: Callable | None = None):
 
 
 def sweep_figure(values: dict, points) -> go.Figure:
+    """The Model Attention page's perplexity-vs-window figure, titled with the document read."""
     from .model import DECODER_NAME
+    from .model_figures import sweep_figure as model_sweep_figure
 
-    return lf.perplexity_sweep_figure(
-        points, f"{DECODER_NAME} on “{_doc_title(values['doc'])}”, first {values['tokens']} tokens:<br>"
-                f"perplexity under each sliding window")
+    full = next((p.perplexity for p in points if p.window is None), None)
+    fig = model_sweep_figure({"sliding window": [(p.window, p.perplexity) for p in points]}, full, values["tokens"])
+    fig.update_layout(title=f"{DECODER_NAME} on “{_doc_title(values['doc'])}”, first {values['tokens']} tokens:<br>"
+                            "perplexity under each sliding window (lower is better)", margin=dict(t=70))
+    return fig
 
 
 LESSON_3 = Lesson(
@@ -945,6 +950,7 @@ LESSON_3 = Lesson(
             "Running the model takes a while on a CPU, so it runs when you press the button.",
             controls=(Control("doc", "Sample document", _doc_names(), "story"),
                       Control("tokens", "Tokens of the document", SWEEP_TOKENS, 256)),
+            link=lambda v: link(MODEL_PAGE, doc=v["doc"], tokens=v["tokens"], view="Window sweep"),
             run=run_sweep,
             result_figure=sweep_figure,
             run_label="Run the model",

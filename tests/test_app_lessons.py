@@ -4,6 +4,7 @@ answered and revealed against the library's value, the links, URL state and bad 
 The page runs inside app.py (navigation registered), so its links to the other pages resolve."""
 
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -65,7 +66,7 @@ def test_walk_each_lesson_and_answer_every_question(lesson_id):
         links = at.get("page_link")
         if target is not None:
             assert len(links) == 1 and "with these settings" in links[0].proto.label
-            assert dict(p.split("=", 1) for p in links[0].proto.query_string.split("&")) == target.query
+            assert dict(parse_qsl(links[0].proto.query_string)) == target.query
         for q in step.questions:
             if q.kind == "choice":
                 at.radio(key=f"guess.{q.id}").set_value(wrong_guess(q))
