@@ -321,7 +321,10 @@ def _free(device: torch.device, collect: bool = False) -> None:
 # ------------------------------------------------------------------ rules ---
 def rule_for(pattern: str, n: int, params: dict | None = None) -> MaskRule:
     """The pattern's rule at length n: explicit params win over the documented defaults
-    (document lengths default to three near-equal documents adding up to n)."""
+    (document lengths default to three near-equal documents adding up to n).
+    pattern "custom": params are a custom rule's (rule=text, its named numbers, causal)."""
+    if pattern == masks.CUSTOM:  # a user's rule has no documented defaults to merge
+        return masks.build(pattern, n, **dict(params or {}))
     if pattern not in PATTERN_INFO:
         raise ValueError(f"Unknown pattern {pattern!r}; choose one of: {', '.join(masks.PATTERNS)}.")
     merged = default_params(pattern, n)

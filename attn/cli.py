@@ -8,8 +8,8 @@ import sys
 
 import numpy as np
 
-from . import masks
-from .presets import PATTERN_INFO, default_params
+from . import masks, rules
+from .presets import PARAMS, PATTERN_INFO, default_params
 from .render import dense_numpy, mask_csv, mask_stats, tile_overview
 from .state import parse_int_list
 
@@ -26,12 +26,27 @@ def _int_list(what):
     return parse
 
 
-def _add_rule_args(p: argparse.ArgumentParser, required: bool = True, n_list: bool = False) -> None:
-    p.add_argument("--pattern", required=required, choices=masks.PATTERNS)
+def _rule_param(text):
+    try:
+        return rules.parse_param(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _add_rule_args(
+    p: argparse.ArgumentParser, required: bool = True, n_list: bool = False, n_required: bool = True
+) -> None:
+    # n_required=False: the command sets args.n itself (ppl: N is the document's token count).
+    # A command takes a built-in pattern or a custom rule, never both (argparse exits 2 on both).
+    which = p.add_mutually_exclusive_group(required=required)
+    which.add_argument("--pattern", choices=masks.PATTERNS)
+    which.add_argument("--rule", help='custom rule on q and k instead of --pattern, e.g. "q >= k and q - k < W"')
+    p.add_argument("--param", dest="rule_params", action="append", type=_rule_param, metavar="NAME=INT",
+                   help="a parameter of --rule, e.g. --param W=16 (repeatable)")  # fmt: skip
     if n_list:  # kept as text: the command parses the comma list and reports bad items itself
         p.add_argument("--n", required=True, help="sequence length, or a comma list of lengths for a sweep")
     else:
-        p.add_argument("--n", type=int, required=True, help="sequence length")
+        p.add_argument("--n", type=int, required=n_required, help="sequence length")
     p.add_argument("--window", type=int)
     p.add_argument("--dilation", type=int)
     p.add_argument("--global", dest="global_tokens", type=_int_list("global token"), help="comma list of indices")
@@ -48,13 +63,33 @@ def _add_rule_args(p: argparse.ArgumentParser, required: bool = True, n_list: bo
 
 
 def rule_from_args(args) -> masks.MaskRule:
-    """Explicit flags win; the pattern's documented defaults fill the rest."""
+    """Explicit flags win; the pattern's documented defaults fill the rest. --rule builds a custom rule."""
+    if getattr(args, "rule", None) is not None:
+        return _custom_rule_from_args(args)
+    if getattr(args, "rule_params", None):
+        raise ValueError("--param gives a value to a name in --rule; with --pattern use the pattern's own flags.")
     params = default_params(args.pattern, args.n)
     for name in PATTERN_INFO[args.pattern].params:
         value = getattr(args, name, None)
         if value is not None:
             params[name] = value
     return masks.build(args.pattern, args.n, **params)
+
+
+def _custom_rule_from_args(args) -> masks.MaskRule:
+    flag = {"global_tokens": "--global", "random_blocks": "--random", "lengths": "--docs"}
+    pattern_flags = [flag.get(name, "--" + name) for name in PARAMS if name != "causal" and getattr(args, name, None) is not None]
+    if pattern_flags:
+        raise ValueError(
+            f"Pattern flags ({', '.join(pattern_flags)}) go with --pattern; name the numbers of --rule "
+            "and give them as --param NAME=INT, e.g. --rule \"q >= k and q - k < W\" --param W=16."
+        )
+    params: dict[str, int] = {}
+    for name, value in args.rule_params or ():
+        if name in params:
+            raise ValueError(f"--param {name} is given twice.")
+        params[name] = value
+    return rules.custom_rule(args.rule, args.n, params, causal=bool(args.causal))
 
 
 def cmd_mask(args) -> int:
@@ -127,9 +162,9 @@ def cmd_reach(args) -> int:
     from .presets import STACK_PRESETS, build_stack
     from .reach import layers_until, reach_of_token
 
-    chosen = [x for x in (args.pattern, args.stack, args.preset) if x is not None]
+    chosen = [x for x in (args.pattern, args.rule, args.stack, args.preset) if x is not None]
     if len(chosen) != 1:
-        raise ValueError("Give exactly one of --pattern, --stack or --preset.")
+        raise ValueError("Give exactly one of --pattern, --rule, --stack or --preset.")
     if args.preset:
         if args.preset not in STACK_PRESETS:
             raise ValueError(f"Unknown preset {args.preset!r}; choose one of: {', '.join(STACK_PRESETS)}.")
@@ -196,18 +231,21 @@ def cmd_bench(args) -> int:
     """Masked attention kernels: one row per (N, backend); exit 1 if a row errs or fails --check."""
     from . import bench
 
-    if getattr(args, "rule", None) is not None:
-        raise ValueError("bench times the built-in patterns: give --pattern (a custom --rule is not benchmarked yet).")
     ns = parse_int_list(args.n, "sequence length N", minimum=1)
     if not ns:
         raise ValueError("Give at least one sequence length with --n, e.g. --n 1024,2048.")
     backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
-    params = tuple(
-        (name, getattr(args, name)) for name in PATTERN_INFO[args.pattern].params if getattr(args, name, None) is not None
-    )
+    if args.rule is not None:  # checked here once; bench rebuilds it per N from its params
+        custom = _custom_rule_from_args(argparse.Namespace(**{**vars(args), "n": None}))
+        pattern, params = custom.name, custom.params
+    else:
+        pattern = args.pattern
+        params = tuple(
+            (name, getattr(args, name)) for name in PATTERN_INFO[pattern].params if getattr(args, name, None) is not None
+        )
     budget = None if args.memory_budget_gib is None else int(args.memory_budget_gib * 2**30)
     cfg = bench.BenchConfig(
-        pattern=args.pattern, ns=ns, backends=backends, params=params, batch=args.batch, heads=args.heads,
+        pattern=pattern, ns=ns, backends=backends, params=params, batch=args.batch, heads=args.heads,
         kv_heads=args.kv_heads, head_dim=args.head_dim, dtype=args.dtype, device=args.device, repeats=args.repeats,
         warmup=args.warmup, check=args.check, memory_budget_bytes=budget, time_cap_s=args.time_cap_s,
     )  # fmt: skip

@@ -654,10 +654,24 @@ def test_cli_reach_rule_equals_pattern(capsys):
     assert code2 == 0 and json.loads(out)["reach"] == json.loads(out2)["reach"] == [8, 15, 22, 29]
 
 
+def test_cli_bench_rule(capsys, tmp_path):
+    path = tmp_path / "rows.json"
+    code, _, err = run_cli(
+        capsys, "bench", "--rule", "q >= k and q - k < W", "--param", "W=4", "--n", "64", "--backends", "naive,sdpa_mask",
+        "--repeats", "1", "--warmup", "1", "--check", "--json", str(path),
+    )  # fmt: skip
+    assert code == 0, err
+    rows = json.loads(path.read_text())
+    assert [r["backend"] for r in rows] == ["naive", "sdpa_mask"]
+    assert all(r["check_ok"] and r["allowed_pairs"] == 1 + 2 + 3 + 4 * 61 for r in rows)
+    assert rows[0]["rule"] == "custom(rule=q >= k and q - k < W, W=4)"
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
         (["mask", "--rule", "q.__class__", "--n", "8"], "Attribute access"),
+        (["bench", "--rule", "q >= k", "--n", f"64,{R.CUSTOM_MAX_N + 1}", "--backends", "naive"], "pair by pair"),
         (["mask", "--rule", "q >= k", "--window", "3", "--n", "8"], "--window"),
         (["mask", "--rule", "q > W", "--param", "W=1", "--param", "W=2", "--n", "8"], "twice"),
         (["mask", "--pattern", "causal", "--param", "W=1", "--n", "8"], "--param"),
