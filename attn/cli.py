@@ -259,6 +259,68 @@ def cmd_bench(args) -> int:
     return 1 if any(r["status"] == "error" or r["check_ok"] is False for r in rows) else 0
 
 
+def _read_doc(doc: str) -> tuple[str, str]:
+    """(name, text) of --doc: a UTF-8 text file, or the name of a sample document."""
+    import os
+
+    from . import model
+
+    if os.path.isfile(doc):
+        with open(doc, "rb") as f:
+            return doc, model.decode_text(f.read())
+    names = [d.name for d in model.sample_docs()]
+    if doc in names:
+        return doc, model.sample_doc(doc).text
+    raise ValueError(f"No such document {doc!r}: give a text file or a sample name ({', '.join(names)}).")
+
+
+def cmd_ppl(args) -> int:
+    """Perplexity of SmolLM2-135M on a document under a mask (N = the document's token count)."""
+    import math
+    import time
+
+    from . import model
+    from .presets import build_stack
+
+    if args.n is not None:
+        raise ValueError("ppl takes N from the document; cut it with --max-tokens instead of --n.")
+    if args.stack is not None and (args.pattern or args.rule):
+        raise ValueError("Give --pattern/--rule or --stack, not both.")
+    limit = model.limits().loss_tokens
+    if not 2 <= args.max_tokens <= limit:
+        raise ValueError(f"--max-tokens must be between 2 and {limit}, got {args.max_tokens}.")
+    name, text = _read_doc(args.doc)
+    model.check_text(text, max_chars=10**7)  # refuses empty text; --max-tokens bounds the work
+    enc = model.encode(text, args.max_tokens)
+    args.n = enc.n  # the rule is built for the tokens actually read
+    if args.stack is not None:
+        target = build_stack(args.stack, model.model_info().layers, enc.n)
+    elif args.pattern or args.rule:
+        target = rule_from_args(args)
+    else:
+        target = None  # the model's own causal attention
+    start = time.perf_counter()
+    losses = model.token_losses(enc, target)
+    mean = float(losses.mean())
+    out = {
+        "doc": name,
+        "rule": model.target_label(target),
+        "tokens": enc.n,
+        "total_tokens": enc.total_tokens,
+        "truncated": enc.truncated,
+        "mean_loss": mean,
+        "perplexity": math.exp(mean),
+        "device": model.device_name(),
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    if args.json:
+        _write_text(json.dumps(out), None)
+    else:
+        cut = f" (first {enc.n} of {enc.total_tokens})" if enc.truncated else ""
+        print(f"{name}: {enc.n} tokens{cut}, {out['rule']}: perplexity {out['perplexity']:.2f}, mean loss {mean:.4f} nats")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m attn", description="Attention Mask Lab command line.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -321,6 +383,13 @@ def main(argv=None) -> int:
     p.add_argument("--json", help="write the rows to this JSON file")
     p.add_argument("--csv", help="write the rows to this CSV file")
     p.set_defaults(func=cmd_bench)
+    p = sub.add_parser("ppl", help="perplexity of SmolLM2-135M on a document under a mask (loads the model)")
+    p.add_argument("--doc", required=True, help="a UTF-8 text file, or a sample name: contract, stockroom, story, meeting")
+    _add_rule_args(p, required=False, n_required=False)  # no pattern: full causal; N = tokens read
+    p.add_argument("--stack", help="per-layer rules cycled over the 30 layers, e.g. 'sliding_window window=64 | causal'")
+    p.add_argument("--max-tokens", type=int, default=512, help="read the first T tokens (default 512)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_ppl)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
