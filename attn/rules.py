@@ -65,8 +65,10 @@ MAX_NAME_CHARS = 32
 # Intermediate values must stay within +-2**62: exact in int64 with room to spare.
 VALUE_LIMIT = 2**62
 # Largest N for which a custom rule's rows are computed (dense evaluation of N x N pairs
-# in row chunks). Measured on the 2-core CPU: the whole table takes ~0.2 s at 4096 and
-# ~0.8-1.5 s at 8192 for typical rules (see tests/test_rules.py::test_custom_max_n_is_fast).
+# in row chunks, once per rule and N, then cached with the rule). Measured on the 2-core
+# CPU while other jobs ran: 0.6-1.3 s single-threaded at N = 8192 for typical rules
+# (window, band, chunk, modulo, min/max); N = 16384 took 15-40 s, so the limit is 8192.
+# tests/test_rules.py::test_custom_max_n_is_fast keeps it honest.
 CUSTOM_MAX_N = 8192
 # A row's keys are stored as runs [start, end); a rule like (q + k) % 2 == 0 has N/2 runs
 # per row. The runs of one N (in total), and the padded (rows x runs) block handed out in
