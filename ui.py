@@ -15,7 +15,8 @@ import streamlit as st
 
 from attn import masks
 from attn.masks import MAX_N
-from attn.presets import PARAMS, PATTERN_INFO, default_params
+from attn import rules
+from attn.presets import PARAMS, PATTERN_INFO, PICKABLE, default_params
 from attn.state import INT_MAX, decode_keys, decode_view, encode_view, format_int_list, parse_int_list
 
 PLOT_CONFIG_BASE = {"displaylogo": False, "toImageButtonOptions": {"scale": 2}}
@@ -134,7 +135,7 @@ def set_default(key: str, value) -> None:
 def pattern_select(prefix: str, label: str, default: str) -> str:
     key = prefix + "pattern"
     set_default(key, default)
-    return st.selectbox(label, masks.PATTERNS, key=key, format_func=lambda p: PATTERN_INFO[p].title)
+    return st.selectbox(label, PICKABLE, key=key, format_func=lambda p: PATTERN_INFO[p].title)
 
 
 def param_widgets(prefix: str, pattern: str, n: int) -> dict:
@@ -144,7 +145,11 @@ def param_widgets(prefix: str, pattern: str, n: int) -> dict:
     for name in PATTERN_INFO[pattern].params:
         spec = PARAMS[name]
         key = prefix + name
-        if spec.kind == "int_list":
+        if spec.kind == "text":
+            set_default(key, str(defaults[name]))
+            help_text = rules.GRAMMAR_HELP if name == "rule" else spec.help
+            values[name] = st.text_input(spec.label, key=key, help=help_text, max_chars=rules.MAX_RULE_CHARS)
+        elif spec.kind == "int_list":
             set_default(key, format_int_list(defaults[name]))
             values[name] = st.text_input(spec.label, key=key, help=spec.help)
         elif spec.kind == "bool":
@@ -161,6 +166,12 @@ def param_widgets(prefix: str, pattern: str, n: int) -> dict:
 def rule_params(pattern: str, raw: dict) -> dict:
     """Widget values -> keyword arguments of attn.masks.build (lists parsed). Raises ValueError."""
     out = {}
+    if pattern == masks.CUSTOM:  # the formula, its "W=16, S=4" parameters, and the causal flag
+        for item in str(raw.get("rule_params", "")).split(","):
+            if item.strip():
+                name, value = rules.parse_param(item.strip())
+                out[name] = value
+        return out | {"rule": raw["rule"], "causal": bool(raw.get("causal"))}
     for name, value in raw.items():
         spec = PARAMS[name]
         out[name] = parse_int_list(value, spec.label.lower().rstrip("s"), spec.minimum) if spec.kind == "int_list" else value

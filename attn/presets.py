@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .masks import PATTERNS
+from .masks import CUSTOM, PATTERNS
 
 
 @dataclass(frozen=True)
 class ParamSpec:
     name: str  # keyword of attn.masks.build
     label: str
-    kind: str  # "int", "bool", "int_list"
+    kind: str  # "int", "bool", "int_list", "text"
     default: object
     minimum: int = 0
     help: str = ""
@@ -33,6 +33,10 @@ PARAMS = {
     "prefix": ParamSpec("prefix", "Prefix length P", "int", 16, 0, "Tokens everyone sees (bidirectional prefix)."),
     "lengths": ParamSpec("lengths", "Document lengths", "int_list", (20, 28, 16), 1, "Comma list; must add up to N."),
     "causal": ParamSpec("causal", "Causal (AND with k <= q)", "bool", True),
+    # A custom rule (attn.rules): the formula, and its named integer parameters as "W=16, S=4".
+    "rule": ParamSpec("rule", "Rule", "text", "q >= k and q - k < W", 0,
+                      "A condition on q (query) and k (key); checked against a whitelist, never executed."),
+    "rule_params": ParamSpec("rule_params", "Rule parameters", "text", "W=8", 0, "Whole numbers, e.g. W=16, S=4"),
 }
 
 
@@ -164,8 +168,21 @@ PATTERN_INFO = {
         ),
     ]
 }
+# A rule the user writes (attn.rules): pickable on every page, but not one of masks.PATTERNS.
+PATTERN_INFO[CUSTOM] = PatternInfo(
+    CUSTOM,
+    "Custom rule (write your own)",
+    ("rule", "rule_params", "causal"),
+    "Your own mask as a condition on q (query position) and k (key position), e.g. "
+    "`q >= k and (q - k) % 4 == 0`: whole numbers, named parameters, + - * // %, abs/min/max, comparisons, "
+    "and/or/not. It is parsed against a whitelist and turned into tensor operations; nothing you type is executed.",
+    "FlexAttention and attention-gym users write mask_mod predicates the same way (PyTorch blog, 2024).",
+    "Counted exactly from the rule, for N up to 8,192.",
+    (("causal", False),),
+)
+PICKABLE = (*PATTERNS, CUSTOM)
 
-assert tuple(PATTERN_INFO) == PATTERNS
+assert tuple(PATTERN_INFO) == PICKABLE
 
 
 def default_params(pattern: str, n: int | None = None) -> dict:

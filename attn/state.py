@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from .masks import MAX_N, PATTERNS
-from .presets import PARAMS, PATTERN_INFO, ParamSpec
+from .masks import MAX_N
+from .presets import PARAMS, PATTERN_INFO, PICKABLE, ParamSpec
 
 INT_MAX = {"seed": 2**31 - 1}
+MAX_TEXT = 500
 MAX_LIST_ITEMS = 64
 PREFIXES = ("", "b_")
 
@@ -38,6 +39,8 @@ def format_int_list(values) -> str:
 
 def parse_param(spec: ParamSpec, text: str):
     """URL text -> widget value (int, bool, or normalised list text). Raises ValueError."""
+    if spec.kind == "text":  # a custom rule: checked by attn.rules when the rule is built
+        return str(text).strip()[:MAX_TEXT]
     text = str(text).strip()
     if spec.kind == "bool":
         if text.lower() in ("1", "true", "yes"):
@@ -63,6 +66,8 @@ def parse_bounded_int(text: str, label: str, lo: int, hi: int) -> int:
 def encode_param(spec: ParamSpec, value) -> str:
     if spec.kind == "bool":
         return "1" if value else "0"
+    if spec.kind == "text":
+        return str(value)
     return str(value).replace(" ", "")
 
 
@@ -94,7 +99,7 @@ def decode_view(query: Mapping[str, object], n_min: int = 8, extra: Mapping | No
     for prefix in PREFIXES:
 
         def pattern(t):
-            if t not in PATTERNS:
+            if t not in PICKABLE:
                 raise ValueError(f"unknown pattern '{str(t)[:30]}'.")
             return t
 

@@ -93,3 +93,22 @@ def test_bad_inputs_show_messages_not_tracebacks():
 
     at = open_app(pattern="sliding_window", n="64", window="500")
     assert not at.error and any("Window 500 ≥ N = 64" in i.value for i in at.info)
+
+
+def test_custom_rule_counts_and_refusals():
+    # q >= k and (q - k) % 4 == 0: query q sees floor(q/4) + 1 keys; summed over q < 32: 4·(1+…+8) = 144.
+    at = open_app(n="32", pattern="custom", rule="q >= k and (q - k) % 4 == 0", rule_params="")
+    assert not at.exception and not at.error
+    assert metric(at, "Allowed pairs") == "144"
+    z = figure_z(at)
+    assert all(bool(z[q, k]) == (k <= q and (q - k) % 4 == 0) for q in range(32) for k in range(32))
+    at = open_app(n="32", pattern="custom", rule="abs(q - k) < W or k < S", rule_params="W=3, S=2")
+    assert not at.exception and not at.error
+    assert metric(at, "Allowed pairs") == str(sum(abs(q - k) < 3 or k < 2 for q in range(32) for k in range(32)))
+    for bad, message in (("q.__class__", "Attribute access"), ("__import__('os')", "not allowed"),
+                         ("q >= k and q - k < W", "W")):
+        at = open_app(n="32", pattern="custom", rule=bad, rule_params="")
+        assert not at.exception
+        assert any(message in e.value for e in at.error), [e.value for e in at.error]
+    at = open_app(n="9000", pattern="custom", rule="q >= k", rule_params="")
+    assert not at.exception and any("8,192" in e.value for e in at.error)

@@ -56,3 +56,10 @@ def test_bad_input_messages():
 
     at = open_page(stack="custom", custom="sliding_window wndow=4")
     assert not at.exception and any("not a parameter of sliding_window" in e.value for e in at.error)
+
+
+def test_custom_rule_reach_equals_the_sliding_window():
+    at = open_page(n="64", stack="pattern", pattern="custom", rule="q >= k and q - k < W", rule_params="W=4",
+                   layers="8", token="63", layer="5")
+    assert not at.exception and not at.error
+    assert metric(at, "Reach after layer").value == f"{sliding_window_reach(63, 5, 4)} tokens"
