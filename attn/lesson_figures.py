@@ -54,19 +54,22 @@ def pairs_growth_figure(window: int, ns=None) -> go.Figure:
     return fig
 
 
-def blocks_figure(rule: masks.MaskRule, n: int, block: int = 128, head_dim: int = 64) -> go.Figure:
-    """The mask cut into the kernel's block x block tiles: every coloured cell is a block a
-    block-sparse kernel (FlexAttention) computes in full; the title compares useful and executed FLOPs."""
+def blocks_figure(rule: masks.MaskRule, n: int, name: str, block: int = 128) -> go.Figure:
+    """The mask cut into the kernel's block x block tiles: a coloured cell is a block a block-sparse
+    kernel (FlexAttention) computes in full, a white one a block it skips; colour = share of useful pairs."""
     from .figures import overview_figure
 
+    title = f"{name}, N = {n:,}<br>each cell = one {block}×{block} block · white = skipped · colour = share used"
+    return overview_figure(render.tile_overview(rule, n, tile_size=block), title=title)
+
+
+def blocks_note(rule: masks.MaskRule, n: int, block: int = 128, head_dim: int = 64) -> str:
+    """Useful vs executed work of a block-sparse kernel on this mask, per head (Markdown)."""
     stats = render.mask_stats(rule, n, block_size=block)
     useful, executed = stats.useful_flops(head_dim), stats.executed_flops_blocks(head_dim)
-    title = (
-        f"{rule.label}, N = {n:,}: each cell is one {block}×{block} block<br>"
-        f"{stats.blocks_touched:,} of {stats.blocks_total:,} blocks computed · useful {useful / 1e9:.3g} GFLOP, "
-        f"executed {executed / 1e9:.3g} GFLOP ({executed / max(useful, 1):.1f}×) per head, d = {head_dim}"
-    )
-    return overview_figure(render.tile_overview(rule, n, tile_size=block), title=title)
+    return (f"**{stats.blocks_touched:,}** of {stats.blocks_total:,} blocks computed. Per head (d = {head_dim}): "
+            f"useful {useful / 1e9:.3g} GFLOP, executed **{executed / 1e9:.3g} GFLOP** — "
+            f"{executed / max(useful, 1):.1f}× the useful work.")
 
 
 # ------------------------------------------------------------------ benchmark ---

@@ -207,10 +207,13 @@ def reach_through(preset: str, n: int, layers: int) -> go.Figure:
         w = stack_of(preset, n).rules[0].param_dict["window"]
         analytic = [reach.sliding_window_reach(n - 1, layer, w) for layer in range(1, layers + 1)]
     fig = figures.reach_growth_figure(part.counts, n - 1, analytic, part.full_context_layer)
+    after = "after layer 1" if layers == 1 else f"after each of layers 1–{layers}"
     fig.update_layout(title=f"{STACK_PRESETS[preset].title}<br><sup>tokens that can influence token {n - 1:,} "
-                            f"(N = {n:,}) after each of the first {layers} layers</sup>")
+                            f"(N = {n:,}) {after}</sup>")
+    # Whole layers only on the axis (plotly would label 1.5, 2.5 …).
+    fig.update_xaxes(dtick=1 if layers <= 16 else None, tickformat="d")
     if layers == 1:
-        fig.update_xaxes(range=[0.5, 1.5], dtick=1)
+        fig.update_xaxes(range=[0.5, 1.5])
     return fig
 
 
@@ -442,7 +445,11 @@ def _reach_map(w: int, layers: int) -> go.Figure:
     n = 48
     result = reach.reach_of_token(masks.sliding_window(w), n, n - 1, layers)
     fig = figures.reach_map_figure(result.sets, n - 1)
-    fig.update_layout(title=f"Sliding window W = {w}: inputs within reach of token {n - 1}, layer by layer")
+    # Taller rows than the Receptive Field page's: a handful of layers must read as a picture here.
+    fig.update_layout(title=f"Sliding window W = {w}: inputs (green) that can reach token {n - 1} (orange line)",
+                      height=240 + 28 * layers)
+    fig.update_yaxes(dtick=1)
+    fig.update_xaxes(dtick=4)
     return fig
 
 
@@ -530,7 +537,7 @@ LESSON_1 = Lesson(
             "than 4,096 tokens, yet the reach of the last token grows by 4,095 with every layer.\n\n"
             "Predict the total first, then slide the layers up to 32.",
             figure=lambda v: reach_through("mistral-7b-v0.1", BIG_N, v["layers"]),
-            controls=(Control("layers", "Layers", ints(1, 32), 1),),
+            controls=(Control("layers", "Layers", ints(1, 32), 4),),
             link=lambda v: link(REACH_PAGE, stack="mistral-7b-v0.1", n=BIG_N, layers=32, token=BIG_N - 1,
                                 layer=v["layers"]),
             questions=(_q_mistral_reach(),),
@@ -659,9 +666,10 @@ LESSON_2 = Lesson(
                            f"{pairs(masks.local_global(v['window'], (), False), 48):,}.",
         ),
         Step(
-            "Longformer: two hops through the global token",
+            "Longformer: the global token as a shortcut",
             "Longformer base has 12 layers with a window of 512 and token 0 ([CLS]) global. Follow the last token "
-            "of a 4,096-token text layer by layer: the global token turns a long chain of windows into two hops.",
+            "of a 4,096-token text layer by layer: how quickly can information from the far end of the text reach "
+            "it? Predict first, then slide.",
             figure=lambda v: reach_through("longformer-base", 4096, v["layers"]),
             controls=(Control("layers", "Layers", ints(1, 12), 1),),
             link=lambda v: link(REACH_PAGE, stack="longformer-base", n=4096, layers=12, token=4095, layer=v["layers"]),
@@ -702,16 +710,16 @@ LESSON_2 = Lesson(
             "The global layer restores the whole context in one hop; the local layers keep half of the KV cache "
             "small. Watch the reach jump at layer 2.",
             figure=lambda v: reach_through("gemma2-9b", BIG_N, v["layers"]),
-            controls=(Control("layers", "Layers", ints(1, 42), 1),),
+            controls=(Control("layers", "Layers", ints(1, 42), 6),),
             link=lambda v: link(REACH_PAGE, stack="gemma2-9b", n=BIG_N, layers=42, token=BIG_N - 1, layer=v["layers"]),
             questions=(_q_gemma_kv(),),
             note=lambda v: reach_note("gemma2-9b", BIG_N, v["layers"]),
         ),
         Step(
-            "Llama 4: chunks, and a global layer every fourth",
+            "Llama 4: chunked layers, with global ones in between",
             "Llama 4 cuts the text into chunks of 8,192 tokens; in a **chunked** layer a token only sees earlier "
-            "tokens of its own chunk, so no information crosses a chunk boundary, however many chunked layers are "
-            "stacked. Every fourth layer is global. Slide through the first layers and watch where the reach jumps.",
+            "tokens of its own chunk (q // C == k // C). One layer in four is a full causal (global) layer. "
+            "Predict where the reach of the last token jumps, then slide through the layers.",
             figure=lambda v: reach_through("llama4-scout", BIG_N, v["layers"]),
             controls=(Control("layers", "Layers", ints(1, 48), 3),),
             link=lambda v: link(REACH_PAGE, stack="llama4-scout", n=BIG_N, layers=48, token=BIG_N - 1, layer=v["layers"]),
@@ -852,15 +860,15 @@ def sweep_windows(tokens: int) -> tuple:
     return tuple(w for w in SWEEP_WINDOWS if w < tokens) + (FULL,)
 
 
-def _doc_names() -> tuple[str, ...]:
+@functools.cache
+def _doc_titles() -> dict[str, str]:
+    """Sample documents (assets/docs/index.json, as attn.model reads it): name -> title."""
     index = Path(__file__).resolve().parent.parent / "assets" / "docs" / "index.json"
-    return tuple(e["name"] for e in json.loads(index.read_text(encoding="utf-8")))
+    return {e["name"]: e["title"] for e in json.loads(index.read_text(encoding="utf-8"))}
 
 
 def _doc_title(name: str) -> str:
-    from .model import sample_doc
-
-    return sample_doc(name).title
+    return _doc_titles()[name]
 
 
 def run_sweep(values: dict, progress: Callable | None = None):
@@ -896,11 +904,12 @@ LESSON_3 = Lesson(
             "skips a block only if **none** of its pairs is allowed; any other block is computed in full. Here every "
             "cell is one block, coloured by the share of its pairs that are useful.\n\n"
             "So the pairs a mask allows (useful work) and the work the kernel executes can be far apart.",
-            figure=lambda v: lf.blocks_figure(BLOCK_RULES[v["pattern"]][1], v["n"]),
+            figure=lambda v: lf.blocks_figure(BLOCK_RULES[v["pattern"]][1], v["n"], BLOCK_RULES[v["pattern"]][0]),
             controls=(Control("pattern", "Pattern", tuple(BLOCK_RULES), "sliding", fmt=lambda k: BLOCK_RULES[k][0]),
                       Control("n", "Tokens N", (2048, 4096, 8192), 4096, fmt=lambda x: f"{x:,}")),
             link=lambda v: _explorer_link(BLOCK_RULES[v["pattern"]][1], v["n"]),
             questions=(_q_blocks(),),
+            note=lambda v: lf.blocks_note(BLOCK_RULES[v["pattern"]][1], v["n"]),
         ),
         Step(
             "Measured: time and memory on a CPU",
@@ -948,7 +957,7 @@ LESSON_3 = Lesson(
             "attention), reads the start of a sample document through sliding windows of different sizes. "
             "**Perplexity** measures how surprised it is by each next token (lower is better).\n\n"
             "Running the model takes a while on a CPU, so it runs when you press the button.",
-            controls=(Control("doc", "Sample document", _doc_names(), "story"),
+            controls=(Control("doc", "Sample document", tuple(_doc_titles()), "story", fmt=_doc_title),
                       Control("tokens", "Tokens of the document", SWEEP_TOKENS, 256)),
             link=lambda v: link(MODEL_PAGE, doc=v["doc"], tokens=v["tokens"], view="Window sweep"),
             run=run_sweep,
@@ -1086,6 +1095,9 @@ def handout_html(lesson: Lesson, values: dict | None = None, results: dict | Non
             except ValueError as e:  # e.g. no recorded benchmark on this installation: say so, in place
                 body.append(f"<p><em>No figure: {html.escape(str(e))}</em></p>")
             else:
+                # Outside Streamlit nothing widens the margins for tick labels: let plotly do it.
+                fig.update_xaxes(automargin=True)
+                fig.update_yaxes(automargin=True)
                 body.append(pio.to_html(fig, include_plotlyjs=False, full_html=False, div_id=f"figure-{i + 1}",
                                         config={"displaylogo": False, "responsive": True}))
                 if step.note:
