@@ -38,6 +38,8 @@ PAGES = [
      "How far information travels through L layers, for one pattern or a real model's layer stack."),
     ("app_pages/model_attention.py", "Model Attention", "🤖", "model",
      "A real language model reads a document under your mask: attention maps, loss, perplexity, retrieval."),
+    ("app_pages/benchmark.py", "Benchmark", "⏱️", "benchmark",
+     "Real masked attention through four backends: time, memory and FLOP/s as N grows."),
     ("app_pages/serving_cost.py", "Serving Cost", "💾", "serving-cost",
      "KV cache and VRAM of real models at long context under each design, against real GPUs."),
 ]
@@ -53,6 +55,20 @@ section[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [da
 [data-testid="stMetricValue"], [data-testid="stMetricValue"] * { font-size: 3rem !important; }
 [data-testid="stMetricLabel"] p { font-size: 1.4rem !important; }
 </style>"""
+
+
+@st.cache_resource
+def job_queue():
+    """The process's one line for heavy work (model forwards, kernel runs): 1 worker on a GPU,
+    ATTN_WORKERS (default 1) on a CPU."""
+    import os
+
+    import torch
+
+    from attn.jobs import JobQueue
+
+    workers = 1 if torch.cuda.is_available() else max(1, int(os.environ.get("ATTN_WORKERS", "1") or 1))
+    return JobQueue(workers)
 
 
 def presenter() -> bool:

@@ -1,0 +1,167 @@
+"""Benchmark: real masked attention through four backends, timed and measured, on this server."""
+
+import glob
+import json
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+import torch
+
+import ui
+from attn import bench, bench_figures as bf, kernels, masks
+from attn.jobs import Cancelled
+from attn.state import parse_bounded_int, parse_choice
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets" / "bench"
+ON_GPU = torch.cuda.is_available()
+# A 2-core CPU finishes every backend up to N = 4096 within about a minute; a GPU goes to 128k.
+N_CHOICES = [256, 512, 1024, 2048, 4096] + ([8192, 16384, 32768, 65536, 131072] if ON_GPU else [])
+DTYPES = ["bfloat16", "float16", "float32"] if ON_GPU else ["float32"]
+URL_KEYS = {
+    "ns": lambda t: tuple(parse_choice(N_CHOICES, "N")(x) for x in t.split(",") if x),
+    "heads": lambda t: parse_bounded_int(t, "Heads", 1, 64),
+    "kvh": lambda t: parse_bounded_int(t, "KV heads", 1, 64),
+    "hd": parse_choice((32, 64, 128), "Head dim"),
+    "dtype": parse_choice(DTYPES, "Dtype"),
+    "backends": lambda t: tuple(parse_choice(kernels.BACKENDS, "Backend")(x) for x in t.split(",") if x),
+}
+
+
+def recorded_runs() -> list[tuple[str, list[dict]]]:
+    runs = []
+    for path in sorted(glob.glob(str(ASSETS / "kernels_*.json"))):
+        try:
+            rows = json.loads(Path(path).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(rows, list) and rows and isinstance(rows[0], dict) and "backend" in rows[0]:
+            runs.append((Path(path).name, rows))
+    return runs
+
+
+def show_results(rows, where: str, key: str):
+    label = bf.device_label(rows)
+    left, right = st.columns(2)
+    with left:
+        ui.plot(bf.growth_figure(rows, "time_ms", f"Kernel time vs N — {label}", "median time (ms)"),
+                key=f"{key}_time", filename=f"bench_time_{key}")
+        ui.plot(bf.throughput_figure(rows, f"Useful vs executed TFLOP/s — {label}"), key=f"{key}_tflops",
+                filename=f"bench_tflops_{key}")
+    with right:
+        ui.plot(bf.growth_figure(rows, "peak_bytes", f"Peak memory vs N — {label}", "peak bytes"),
+                key=f"{key}_mem", filename=f"bench_memory_{key}")
+        st.markdown(f"**Largest N each backend ran** ({where})")
+        st.dataframe(bf.largest_n(rows), hide_index=True, width="stretch")
+        ns = sorted({r["n"] for r in rows})
+        if ns:
+            n = ns[-1]
+            flex_vs = bf.ratio(rows, "flex", "sdpa_mask", n)
+            if flex_vs is not None:
+                st.markdown(f"At N = {n:,}, `flex` takes **{flex_vs:.2f}×** the time of `sdpa_mask` "
+                            "(same mask, dense vs block-sparse).")
+    table = pd.DataFrame(rows)
+    cols = [c for c in ("backend", "n", "status", "time_ms", "time_ms_min", "compile_ms", "block_mask_ms", "peak_bytes",
+                        "useful_tflops_s", "executed_tflops_s", "pct_of_peak", "max_abs_err", "reason") if c in table]
+    st.dataframe(table[cols], hide_index=True, width="stretch")
+    d = st.columns(2)
+    d[0].download_button("Rows as CSV", table.to_csv(index=False).encode(), f"bench_{key}.csv", "text/csv",
+                         key=f"{key}_csv", on_click="ignore")
+    d[1].download_button("Rows as JSON", json.dumps(rows, indent=1).encode(), f"bench_{key}.json", "application/json",
+                         key=f"{key}_json", on_click="ignore")
+
+
+st.title("Benchmark")
+st.caption(
+    "The same masked attention through four backends: the textbook code (`naive`), SDPA with a dense boolean "
+    "mask (`sdpa_mask`), SDPA causal as the full-attention reference (`sdpa_causal`), and FlexAttention with a "
+    "BlockMask (`flex`, compiled once). Median kernel time after warm-up; compile and mask-build times apart; "
+    "peak memory measured; sizes that would not fit are skipped with the reason."
+)
+for notice in ui.load_url_state("bench", extra=URL_KEYS):
+    st.warning(notice, icon="🔗")
+device = "cuda" if ON_GPU else "cpu"
+st.markdown(f"This server runs on **{bench.device_name(torch.device(device))}**"
+            + ("" if ON_GPU else " (no GPU here: sizes capped at N = 4,096; recorded GPU runs are shown below)."))
+
+with st.sidebar:
+    pattern = ui.pattern_select("", "Pattern", "sliding_window")
+    ui.set_default("window", 256)
+    raw = ui.param_widgets("", pattern, max(N_CHOICES))
+    ui.set_default("ns", (512, 1024, 2048))
+    ns = st.multiselect("Sequence lengths N", N_CHOICES, key="ns", format_func=lambda x: f"{x:,}")
+    c = st.columns(2)
+    ui.set_default("heads", 8)
+    heads = c[0].number_input("Query heads", 1, 64, key="heads")
+    ui.set_default("kvh", 8)
+    kv_heads = c[1].number_input("KV heads", 1, 64, key="kvh", help="fewer than query heads: grouped-query attention")
+    ui.set_default("hd", 64)
+    head_dim = c[0].selectbox("Head dim", (32, 64, 128), key="hd")
+    ui.set_default("dtype", DTYPES[0])
+    dtype = c[1].selectbox("Dtype", DTYPES, key="dtype")
+    ui.set_default("backends", kernels.BACKENDS)
+    backends = st.multiselect("Backends", kernels.BACKENDS, key="backends")
+    check = st.checkbox("Check every output against naive", value=True, key="_check")
+
+try:
+    params = ui.hashable_params(ui.rule_params(pattern, raw))
+    cfg = bench.BenchConfig(pattern=pattern, ns=tuple(sorted(ns)), backends=tuple(backends), params=params,
+                            heads=int(heads), kv_heads=int(kv_heads), head_dim=int(head_dim), dtype=dtype,
+                            device=device, repeats=5, check=check)
+    bench.validate(cfg)
+except ValueError as e:
+    st.error(str(e), icon="⚠️")
+    st.stop()
+
+st.markdown(f"**Your run:** {len(cfg.ns)} sizes × {len(cfg.backends)} backends on {device}, "
+            f"{heads} heads ({kv_heads} KV), head dim {head_dim}, {dtype}.")
+
+
+@st.fragment
+def live_run():
+    if st.button("Run the benchmark", type="primary"):
+        waiting = st.empty()
+        bar = st.progress(0.0, text="waiting for the line…")
+        total = len(cfg.ns) * len(cfg.backends)
+        rows = []
+
+        def progress(row):
+            rows.append(row)
+            bar.progress(len(rows) / total, text=f"{row['backend']} at N = {row['n']:,}: {row['status']}")
+
+        try:
+            with ui.job_queue().slot(on_wait=lambda pos: waiting.info(f"Another run is in progress: you are number "
+                                                                   f"{pos} in line.", icon="⏳"), timeout_s=600):
+                waiting.empty()
+                st.session_state["_bench_rows"] = bench.run_bench(cfg, progress)
+                st.session_state["_bench_cfg"] = cfg
+        except Cancelled as e:
+            waiting.warning(str(e))
+        bar.empty()
+    rows = st.session_state.get("_bench_rows")
+    if rows:
+        if st.session_state.get("_bench_cfg") != cfg:
+            st.caption("These results are from your previous settings; press Run to measure the current ones.")
+        show_results(rows, "this run", "live")
+
+
+live_run()
+
+st.subheader("Recorded runs")
+runs = recorded_runs()
+if not runs:
+    st.info("No recorded runs in assets/bench yet.")
+gpu_runs = [(name, rows) for name, rows in runs if rows[0].get("device") == "cuda"]
+if not gpu_runs:
+    st.caption("No GPU results have been recorded yet: the GPU sweep (N = 1k…128k, bf16, H100/H200) runs with "
+               "`python -m attn bench … --device cuda` on a machine with a GPU and is committed under assets/bench/.")
+for name, rows in runs:
+    with st.expander(f"{name}: {bf.device_label(rows)} — pattern {rows[0].get('rule', rows[0].get('pattern'))}",
+                     expanded=rows[0].get("device") == "cuda" or len(runs) == 1):
+        show_results(rows, f"recorded, {name}", name.removesuffix(".json"))
+
+state = {k: st.session_state[k] for k in st.session_state if not k.startswith("_")}
+state["n"] = max(ns) if ns else 512
+state["ns"] = ",".join(str(x) for x in sorted(ns))
+state["backends"] = ",".join(backends)
+ui.write_url_state(state, extra_keys=["ns", "heads", "kvh", "hd", "dtype", "backends"])

@@ -1,0 +1,92 @@
+"""One process-wide line for heavy work (model forwards, kernel benchmarks).
+
+A classroom opens the same server at once: heavy requests wait their turn in FIFO order,
+`workers` at a time, and each waiting caller can see its place in the line and give up.
+A caller whose session ends (Streamlit stops its thread by raising inside its next call)
+leaves the line through the `finally` of `JobQueue.slot`, so an abandoned job never
+blocks the others.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable
+
+
+class Cancelled(Exception):
+    """The caller gave up while waiting in line."""
+
+
+@dataclass
+class JobQueue:
+    workers: int = 1
+    _cond: threading.Condition = field(default_factory=threading.Condition, repr=False)
+    _line: list = field(default_factory=list, repr=False)  # tickets waiting, first in line first
+    _running: set = field(default_factory=set, repr=False)
+    _tickets: itertools.count = field(default_factory=itertools.count, repr=False)
+    max_running_seen: int = 0  # for tests and the load test: never above `workers`
+    completed: int = 0
+
+    def __post_init__(self):
+        if not isinstance(self.workers, int) or self.workers < 1:
+            raise ValueError(f"A job queue needs at least 1 worker, got {self.workers!r}.")
+
+    def position(self, ticket: int) -> int:
+        """0 while the ticket runs, k ≥ 1 while it is k-th in line, -1 when unknown."""
+        with self._cond:
+            if ticket in self._running:
+                return 0
+            return self._line.index(ticket) + 1 if ticket in self._line else -1
+
+    @property
+    def waiting(self) -> int:
+        with self._cond:
+            return len(self._line)
+
+    @property
+    def running(self) -> int:
+        with self._cond:
+            return len(self._running)
+
+    @contextmanager
+    def slot(self, on_wait: Callable[[int], None] | None = None,
+             cancelled: Callable[[], bool] | None = None, poll_s: float = 0.25, timeout_s: float | None = None):
+        """Wait for a free worker (FIFO), then hold it for the `with` body.
+
+        on_wait(position) is called while waiting (1 = next); cancelled() → True leaves the line
+        and raises Cancelled; so does waiting longer than timeout_s."""
+        ticket = next(self._tickets)
+        start = time.monotonic()
+        with self._cond:
+            self._line.append(ticket)
+        try:
+            while True:
+                with self._cond:
+                    first_free = len(self._running) < self.workers and self._line[0] == ticket
+                    if first_free:
+                        self._line.pop(0)
+                        self._running.add(ticket)
+                        self.max_running_seen = max(self.max_running_seen, len(self._running))
+                        break
+                    pos = self._line.index(ticket) + 1
+                if cancelled is not None and cancelled():
+                    raise Cancelled("You left the line.")
+                if timeout_s is not None and time.monotonic() - start > timeout_s:
+                    raise Cancelled(f"Still waiting after {timeout_s:.0f} s; the server is busy, try again later.")
+                if on_wait is not None:
+                    on_wait(pos)
+                with self._cond:
+                    self._cond.wait(poll_s)
+            yield ticket
+        finally:
+            with self._cond:
+                if ticket in self._line:
+                    self._line.remove(ticket)
+                if ticket in self._running:
+                    self._running.discard(ticket)
+                    self.completed += 1
+                self._cond.notify_all()

@@ -1,0 +1,50 @@
+"""Benchmark page through AppTest: a small live CPU run, checked rows, bad input."""
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from attn import bench_figures as bf
+
+PAGE = Path(__file__).resolve().parent.parent / "app_pages" / "benchmark.py"
+
+
+def open_page(**query):
+    at = AppTest.from_file(str(PAGE), default_timeout=600)
+    at.query_params.update(query)
+    return at.run()
+
+
+def test_small_live_run_checks_every_backend():
+    at = open_page(ns="256,512", window="64", heads="2", kvh="1", hd="32")
+    assert not at.exception and not at.error
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    rows = at.session_state["_bench_rows"]
+    assert {(r["backend"], r["n"]) for r in rows} == {(b, n) for b in ("naive", "sdpa_mask", "sdpa_causal", "flex")
+                                                      for n in (256, 512)}
+    assert all(r["status"] == "ok" for r in rows), [(r["backend"], r["n"], r["reason"]) for r in rows]
+    # GQA (2 query heads on 1 KV head): every backend's output equals the naive reference.
+    assert all(r["check_ok"] for r in rows if r["backend"] not in ("naive", "sdpa_causal"))
+    # Useful FLOPs count allowed pairs exactly: sliding window 64 at N = 256 has Σ min(q+1, 64) pairs.
+    flex256 = next(r for r in rows if r["backend"] == "flex" and r["n"] == 256)
+    assert flex256["useful_flops"] == 4 * 1 * 2 * 32 * sum(min(q + 1, 64) for q in range(256))
+    titles = [c.key for c in at.get("plotly_chart")]
+    assert {"live_time", "live_mem", "live_tflops"} <= set(titles)
+    assert all(row["why"] == "every size ran" for row in bf.largest_n(rows))
+
+
+def test_bad_settings_are_messages():
+    at = open_page(ns="256,999999", heads="0", dtype="float8", backends="naive,magic")
+    assert not at.exception
+    notices = " ".join(w.value for w in at.warning)
+    for key in ("ns", "heads", "dtype", "backends"):
+        assert f"Ignored URL parameter {key}" in notices
+    at = open_page(heads="8", kvh="3")
+    assert not at.exception and any("divisible" in e.value or "multiple" in e.value for e in at.error), \
+        [e.value for e in at.error]
+
+
+def test_slope_fit():
+    assert abs(bf.loglog_slope([1, 2, 4, 8], [3, 12, 48, 192]) - 2) < 1e-9
+    assert bf.loglog_slope([5], [1]) is None

@@ -1,0 +1,105 @@
+"""The process-wide job line: serialises heavy work, FIFO, cancellation and failures free the slot."""
+
+import threading
+import time
+
+import pytest
+
+from attn.jobs import Cancelled, JobQueue
+
+
+def run_threads(queue, count, body_s=0.05, log=None):
+    active = [0]
+    overlap = [0]
+    lock = threading.Lock()
+
+    def job(i):
+        with queue.slot(poll_s=0.01):
+            with lock:
+                active[0] += 1
+                overlap[0] = max(overlap[0], active[0])
+                if log is not None:
+                    log.append(i)
+            time.sleep(body_s)
+            with lock:
+                active[0] -= 1
+
+    threads = []
+    for i in range(count):
+        t = threading.Thread(target=job, args=(i,))
+        t.start()
+        threads.append(t)
+        time.sleep(0.005)  # start in a known order
+    for t in threads:
+        t.join(10)
+    return overlap[0]
+
+
+def test_one_worker_never_overlaps_and_keeps_order():
+    q = JobQueue(1)
+    order = []
+    assert run_threads(q, 8, log=order) == 1
+    assert order == sorted(order)  # first come, first served
+    assert q.max_running_seen == 1 and q.completed == 8 and q.waiting == 0 and q.running == 0
+
+
+def test_two_workers_run_two_at_a_time():
+    q = JobQueue(2)
+    assert run_threads(q, 6, body_s=0.1) == 2
+
+
+def test_position_is_reported_and_cancel_frees_the_place():
+    q = JobQueue(1)
+    release = threading.Event()
+    seen = []
+    started = threading.Event()
+
+    def holder():
+        with q.slot(poll_s=0.01):
+            started.set()
+            release.wait(5)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    started.wait(5)
+    give_up = threading.Event()
+
+    def waiter():
+        try:
+            with q.slot(on_wait=seen.append, cancelled=give_up.is_set, poll_s=0.01):
+                seen.append("ran")
+        except Cancelled:
+            seen.append("cancelled")
+
+    w = threading.Thread(target=waiter)
+    w.start()
+    time.sleep(0.1)
+    assert q.waiting == 1 and 1 in seen  # told "1st in line"
+    give_up.set()
+    w.join(5)
+    assert seen[-1] == "cancelled" and q.waiting == 0
+    release.set()
+    t.join(5)
+    with q.slot(poll_s=0.01):  # the line is free again
+        assert q.running == 1
+
+
+def test_a_failing_job_frees_its_slot_and_timeouts_leave_the_line():
+    q = JobQueue(1)
+    with pytest.raises(RuntimeError):
+        with q.slot():
+            raise RuntimeError("boom")
+    assert q.running == 0
+    hold = threading.Event()
+    with q.slot():
+        def late():
+            with pytest.raises(Cancelled):
+                with q.slot(timeout_s=0.05, poll_s=0.01):
+                    pass
+            hold.set()
+        t = threading.Thread(target=late)
+        t.start()
+        t.join(5)
+    assert hold.is_set() and q.waiting == 0
+    with pytest.raises(ValueError):
+        JobQueue(0)
