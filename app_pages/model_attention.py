@@ -5,6 +5,7 @@ import streamlit as st
 
 import ui
 from attn import masks, model, model_figures
+from attn.jobs import Cancelled
 from attn.presets import STACK_PRESETS, build_stack
 from attn.render import dense_numpy
 from attn.state import parse_bounded_int, parse_choice
@@ -42,6 +43,15 @@ def target_for(key):
     return build_stack(spec, 30, n, source)
 
 
+def in_line(fn, *args, **kwargs):
+    """Model work waits its turn in the process-wide line (one forward at a time on this server)."""
+    try:
+        with ui.job_queue().slot(timeout_s=600):
+            return fn(*args, **kwargs)
+    except Cancelled as e:
+        raise ValueError(str(e)) from None
+
+
 @st.cache_resource(show_spinner="Loading SmolLM2-135M (first time: converting the GGUF file, about 30 s)…")
 def loaded():
     return model.model_info()
@@ -54,46 +64,46 @@ def encoded(text, max_tokens):
 
 @st.cache_data(max_entries=8, show_spinner="Running the model for all 30 layers…")
 def thumbnails(ids, key):
-    maps = model.attention_maps(list(ids), target_for(key) if key else None)
+    maps = in_line(model.attention_maps, list(ids), target_for(key) if key else None)
     return model.pool_maps(maps.weights, THUMB)  # (30, 9, s, s)
 
 
 @st.cache_data(max_entries=8, show_spinner="Running the model…")
 def layer_maps(ids, key, layer):
-    return model.attention_maps(list(ids), target_for(key) if key else None, layers=[layer]).weights[0]  # (9, N, N)
+    return in_line(model.attention_maps, list(ids), target_for(key) if key else None, layers=[layer]).weights[0]  # (9, N, N)
 
 
 @st.cache_data(max_entries=16, show_spinner="Computing per-token loss…")
 def losses(ids, key):
-    return np.array(model.token_losses(list(ids), target_for(key) if key else None))
+    return np.array(in_line(model.token_losses, list(ids), target_for(key) if key else None))
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def sweep(ids, windows, sinks, _progress=None):
-    return model.window_sweep(list(ids), windows, sinks, progress=_progress)
+    return in_line(model.window_sweep, list(ids), windows, sinks, progress=_progress)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def retrieval(windows, distances, trials, _progress=None):
-    return model.retrieval_grid(windows, distances, trials, progress=_progress)
+    return in_line(model.retrieval_grid, windows, distances, trials, progress=_progress)
 
 
 @st.cache_data(max_entries=16, show_spinner="Back-propagating the token's loss to every input…")
 def influence(ids, key, token):
     target = target_for(key) if key else None
-    return model.influence(list(ids), target, token), model.receptive_field(target, len(ids), token)
+    return in_line(model.influence, list(ids), target, token), model.receptive_field(target, len(ids), token)
 
 
 @st.cache_data(max_entries=16, show_spinner="Generating…")
 def continuation(ids, key, new_tokens):
-    return model.greedy_continuation(list(ids), target_for(key) if key else None, new_tokens)
+    return in_line(model.greedy_continuation, list(ids), target_for(key) if key else None, new_tokens)
 
 
 @st.cache_data(max_entries=8, show_spinner="Running all-MiniLM-L6-v2…")
 def encoder(text, pattern, params):
     enc = model.encoder_encode(text)
     rule = masks.build(pattern, enc.n, **dict(params)) if pattern else None
-    return model.encoder_attention(enc, rule), enc.notice
+    return in_line(model.encoder_attention, enc, rule), enc.notice
 
 
 def progress_bar(label):
@@ -192,8 +202,12 @@ if view == "Attention maps":
         st.warning("Choose a range of at least 2 tokens.")
         st.stop()
     group = next(j for j, g in enumerate(info.kv_groups) if head in g)
-    masked = layer_maps(map_ids, key, layer)
-    full = layer_maps(map_ids, None, layer)
+    try:
+        masked = layer_maps(map_ids, key, layer)
+        full = layer_maps(map_ids, None, layer)
+    except ValueError as e:
+        st.error(str(e), icon="⏳")
+        st.stop()
     rule_row = target.rule_for_layer(layer) if isinstance(target, masks.LayerStack) else target
     allowed = dense_numpy(model.decoder_rule(rule_row), m).astype(bool) if rule_row.n in (None, m) else None
     left, right = st.columns(2)
@@ -215,7 +229,11 @@ if view == "Attention maps":
             key="fig_grid", filename="attention_all_heads")
 
 elif view == "Loss per token":
-    lm, lf = losses(ids, key), losses(ids, None)
+    try:
+        lm, lf = losses(ids, key), losses(ids, None)
+    except ValueError as e:
+        st.error(str(e), icon="⏳")
+        st.stop()
     c = st.columns(3)
     c[0].metric("Perplexity under the mask", f"{np.exp(lm.mean()):.2f}", help=f"mean loss {lm.mean():.3f} nats")
     c[1].metric("Perplexity, full attention", f"{np.exp(lf.mean()):.2f}", help=f"mean loss {lf.mean():.3f} nats")
