@@ -44,12 +44,12 @@ def show_results(rows, where: str, key: str):
     label = bf.device_label(rows)
     left, right = st.columns(2)
     with left:
-        ui.plot(bf.growth_figure(rows, "time_ms", f"Kernel time vs N — {label}", "median time (ms)"),
+        ui.plot(bf.growth_figure(rows, "time_ms", f"Kernel time vs N<br><sup>{label}</sup>", "median time (ms)"),
                 key=f"{key}_time", filename=f"bench_time_{key}")
-        ui.plot(bf.throughput_figure(rows, f"Useful vs executed TFLOP/s — {label}"), key=f"{key}_tflops",
+        ui.plot(bf.throughput_figure(rows, f"Useful vs executed TFLOP/s<br><sup>{label}</sup>"), key=f"{key}_tflops",
                 filename=f"bench_tflops_{key}")
     with right:
-        ui.plot(bf.growth_figure(rows, "peak_bytes", f"Peak memory vs N — {label}", "peak bytes"),
+        ui.plot(bf.growth_figure(rows, "peak_bytes", f"Peak memory vs N<br><sup>{label}</sup>", "peak bytes"),
                 key=f"{key}_mem", filename=f"bench_memory_{key}")
         st.markdown(f"**Largest N each backend ran** ({where})")
         st.dataframe(bf.largest_n(rows), hide_index=True, width="stretch")

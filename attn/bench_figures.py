@@ -48,7 +48,7 @@ def growth_figure(rows, field: str, title: str, y_title: str, scale: float = 1.0
     fig.update_xaxes(type="log", title="sequence length N")
     fig.update_yaxes(type="log", title=y_title)
     fig.update_layout(title=dict(text=title, x=0), height=430, template="plotly_white",
-                      legend=dict(orientation="h", y=-0.22), margin=dict(t=50, b=40))
+                      legend=dict(orientation="h", y=-0.22), margin=dict(t=70, b=40))
     return fig
 
 
@@ -69,7 +69,7 @@ def throughput_figure(rows, title: str) -> go.Figure:
     fig.update_xaxes(type="log", title="sequence length N")
     fig.update_yaxes(type="log", title="TFLOP/s")
     fig.update_layout(title=dict(text=title, x=0), height=430, template="plotly_white",
-                      legend=dict(orientation="h", y=-0.22), margin=dict(t=50, b=40))
+                      legend=dict(orientation="h", y=-0.22), margin=dict(t=70, b=40))
     return fig
 
 
