@@ -4,6 +4,7 @@ import streamlit as st
 
 import ui
 from attn import lessons
+from attn.jobs import Cancelled
 
 PAGE_TITLES = {path: title for path, title, *_ in ui.PAGES}
 
@@ -24,9 +25,11 @@ def step_note(lesson_id, index, values):
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def step_run(lesson_id, index, values, _progress=None):
-    # Shared by every session: a class pressing the same button runs the model once.
-    return lessons.get_lesson(lesson_id).steps[index].run(dict(values), _progress)
+def step_run(lesson_id, index, values, _progress=None, _waiting=None):
+    # Cached for every session: a class pressing the same button runs the model once. The run waits its
+    # turn in the process-wide line for heavy work, like the Model Attention and Benchmark pages.
+    with ui.job_queue().slot(on_wait=_waiting, timeout_s=600):
+        return lessons.get_lesson(lesson_id).steps[index].run(dict(values), _progress)
 
 
 def go(delta: int) -> None:
@@ -143,9 +146,13 @@ with right:
                 def progress(done, total, label):
                     bar.progress(min(done / total, 1.0), text=f"Forward pass {min(done + 1, total)} of {total}: {label}")
 
+                def waiting(place):
+                    bar.progress(0.0, text=f"Waiting for the model: {place} in line (one run at a time on this server)…")
+
                 try:
-                    results[(lesson_id, k - 1, items)] = step_run(lesson_id, k - 1, items, _progress=progress)
-                except (ValueError, RuntimeError, ImportError, OSError) as e:
+                    results[(lesson_id, k - 1, items)] = step_run(lesson_id, k - 1, items, _progress=progress,
+                                                                  _waiting=waiting)
+                except (ValueError, RuntimeError, ImportError, OSError, Cancelled) as e:
                     st.error(f"The model could not run: {e}", icon="⚠️")
                 bar.empty()
         if (lesson_id, k - 1, items) in results:
@@ -162,8 +169,9 @@ with right:
             st.markdown(note)
     target = step.link_for(values)
     if target is not None and target.page in PAGE_TITLES:
-        st.page_link(target.page, label=f"Open this in {PAGE_TITLES[target.page]} with these settings", icon="↗️",
-                     query_params=target.query)
+        label = (f"Open this in {PAGE_TITLES[target.page]} with these settings" if target.params
+                 else f"Open the {PAGE_TITLES[target.page]} page")
+        st.page_link(target.page, label=label, icon="↗️", query_params=target.query)
 
 with left:
     first = sum(len(s.questions) for s in lesson.steps[: k - 1])

@@ -72,62 +72,6 @@ def blocks_note(rule: masks.MaskRule, n: int, block: int = 128, head_dim: int = 
             f"{executed / max(useful, 1):.1f}× the useful work.")
 
 
-# ------------------------------------------------------------------ benchmark ---
-BENCH_METRICS = {
-    "time_ms": ("kernel time (ms, median)", "ms"),
-    "peak_bytes": ("peak memory of one call (MiB)", "MiB"),
-    "useful_tflops_s": ("useful GFLOP/s (allowed pairs only)", "GFLOP/s"),
-}
-
-
-def bench_label(rows: list[dict]) -> str:
-    """Where and when the rows were measured: device, dtype, torch and date(s)."""
-    ok = [r for r in rows if r.get("device_name")]
-    if not ok:
-        raise ValueError("The benchmark rows name no device.")
-    devices = sorted({r["device_name"] for r in ok})
-    dates = sorted({str(r.get("date", ""))[:10] for r in ok if r.get("date")})
-    dtypes = sorted({r.get("dtype", "") for r in ok})
-    torch_versions = sorted({r.get("torch", "") for r in ok})
-    when = dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}" if dates else "date not recorded"
-    return f"recorded on {', '.join(devices)} · {', '.join(dtypes)} · torch {', '.join(torch_versions)} · {when}"
-
-
-def bench_figure(rows: list[dict], metric: str = "time_ms") -> go.Figure:
-    """Recorded benchmark rows (attn.bench format): one line per (pattern, backend) against N.
-    Skipped sizes are listed under the plot with their reason, not drawn."""
-    if metric not in BENCH_METRICS:
-        raise ValueError(f"Unknown metric {metric!r}; choose one of {', '.join(BENCH_METRICS)}.")
-    y_title, unit = BENCH_METRICS[metric]
-    scale = {"peak_bytes": 2**20, "useful_tflops_s": 1e-3}.get(metric, 1)
-    groups: dict[tuple[str, str], list[dict]] = {}
-    for r in rows:
-        groups.setdefault((r.get("rule") or r["pattern"], r["backend"]), []).append(r)
-    if not groups:
-        raise ValueError("No benchmark rows to draw.")
-    fig = go.Figure()
-    skipped = []
-    for i, ((rule, backend), rs) in enumerate(sorted(groups.items())):
-        ok = sorted((r for r in rs if r.get("status") == "ok" and r.get(metric) is not None), key=lambda r: r["n"])
-        skipped += [f"{backend} N={r['n']:,}: {r.get('reason') or r.get('status')}" for r in rs if r.get("status") != "ok"]
-        if not ok:
-            continue
-        name = backend if len({k[0] for k in groups}) == 1 else f"{backend} · {rule}"
-        fig.add_scatter(x=[r["n"] for r in ok], y=[r[metric] / scale for r in ok], name=name, mode="lines+markers",
-                        line=dict(color=COLORS[i % len(COLORS)], width=3),
-                        hovertemplate=f"%{{y:.3g}} {unit}<extra>{name}</extra>")
-    rules = sorted({k[0] for k in groups})
-    _layout(fig, f"{y_title} vs N · {', '.join(rules)}<br><sup>{bench_label(rows)}</sup>",
-            "sequence length N (tokens)", y_title, height=480)
-    fig.update_xaxes(type="log")
-    fig.update_yaxes(type="log")
-    if skipped:
-        fig.add_annotation(text="Not run: " + "; ".join(skipped[:4]) + (" …" if len(skipped) > 4 else ""),
-                           xref="paper", yref="paper", x=0, y=1.0, xanchor="left", yanchor="bottom",
-                           showarrow=False, font=dict(size=10, color="#555"))
-    return fig
-
-
 def grid_title(rule: masks.MaskRule, n: int, what: str) -> str:
     """A mask figure's title with its exact pair count."""
     pairs = int(render.row_counts(rule, n).sum())

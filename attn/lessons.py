@@ -34,6 +34,7 @@ EXPLORER = "app_pages/mask_explorer.py"
 REACH_PAGE = "app_pages/receptive_field.py"
 COST_PAGE = "app_pages/serving_cost.py"
 MODEL_PAGE = "app_pages/model_attention.py"
+BENCH_PAGE = "app_pages/benchmark.py"
 BENCH_FILE = Path(__file__).resolve().parent.parent / "assets" / "bench" / "kernels_cpu_sweep.json"
 
 
@@ -783,15 +784,38 @@ def bench_rows(path: Path = BENCH_FILE) -> list[dict]:
     return rows
 
 
+BENCH_METRICS = {
+    "time_ms": "kernel time (median)",
+    "peak_bytes": "peak memory of one call",
+    "tflops": "useful vs executed TFLOP/s",
+}
+
+
+def bench_figure(rows: list[dict], metric: str) -> go.Figure:
+    """The Benchmark page's figures (attn.bench_figures) for recorded rows, titled with their origin."""
+    from . import bench_figures as bf
+
+    origin = bf.device_label(rows)
+    if metric == "time_ms":
+        return bf.growth_figure(rows, "time_ms", f"Kernel time vs N — {origin}", "median time (ms)")
+    if metric == "peak_bytes":
+        return bf.growth_figure(rows, "peak_bytes", f"Peak memory vs N — {origin}", "peak memory (MiB)",
+                                scale=1 / 2**20)
+    if metric == "tflops":
+        return bf.throughput_figure(rows, f"Useful vs executed TFLOP/s — {origin}")
+    raise ValueError(f"Unknown metric {metric!r}; choose one of {', '.join(BENCH_METRICS)}.")
+
+
 def bench_note(rows: list[dict]) -> str:
     """How the recorded run was set up, from its rows (CPU timings depend on what else was running)."""
     r = rows[0]
-    shape = f"batch {r['batch']}, {r['heads']} heads, head dim {r['head_dim']}"
+    shape = f"batch {r['batch']}, {r['heads']} heads, head dim {r['head_dim']}, {r['dtype']}, torch {r['torch']}"
     loads = [float(m.group(1)) for x in rows for m in [re.search(r"load average ([0-9.]+)", x.get("note") or "")] if m]
     load = (f" The machine's 1-minute load average was {min(loads):.1f}–{max(loads):.1f} while recording: "
-            "other work shared the cores, so read the curves' shapes more than their exact values." if loads else "")
-    label = lf.bench_label(rows)
-    return f"{label[0].upper()}{label[1:]}; {shape}, pattern {r['rule']}.{load}"
+            "other work shared the cores, so read the curves' slopes more than their exact values." if loads else "")
+    skipped = sum(x.get("status") != "ok" for x in rows)
+    skip = f" {skipped} size(s) did not run (skipped before they could run out of memory or time)." if skipped else ""
+    return f"Recorded on {r['device_name']}, {str(r['date'])[:10]}: {shape}; pattern {r['rule']}.{load}{skip}"
 
 
 MISTRAL = kv.PRESETS["mistral-7b-v0.1"]
@@ -918,10 +942,10 @@ LESSON_3 = Lesson(
             "dense boolean mask), **sdpa_causal** (the fused causal kernel, the full-attention reference) and "
             "**flex** (FlexAttention with a block mask built from the rule). Times are medians after warm-up; "
             "the title says where and when they were recorded.",
-            figure=lambda v: lf.bench_figure(bench_rows(), v["metric"]),
+            figure=lambda v: bench_figure(bench_rows(), v["metric"]),
             note=lambda v: bench_note(bench_rows()),
-            controls=(Control("metric", "Show", tuple(lf.BENCH_METRICS), "time_ms",
-                              fmt=lambda k: lf.BENCH_METRICS[k][0]),),
+            controls=(Control("metric", "Show", tuple(BENCH_METRICS), "time_ms", fmt=BENCH_METRICS.get),),
+            link=lambda v: link(BENCH_PAGE),
         ),
         Step(
             "KV cache: the window caps the memory",

@@ -65,7 +65,8 @@ def test_walk_each_lesson_and_answer_every_question(lesson_id):
         target = step.link_for(values)
         links = at.get("page_link")
         if target is not None:
-            assert len(links) == 1 and "with these settings" in links[0].proto.label
+            assert len(links) == 1 and links[0].proto.page == next(p[3] for p in ui.PAGES if p[0] == target.page)
+            assert ("with these settings" in links[0].proto.label) == bool(target.params)
             assert dict(parse_qsl(links[0].proto.query_string)) == target.query
         for q in step.questions:
             if q.kind == "choice":

@@ -101,20 +101,24 @@ def test_the_model_step_draws_a_sweep():
 
 
 def test_bench_figure_reads_recorded_rows(tmp_path):
-    from attn.lesson_figures import bench_figure
+    import json
 
     rows = [dict(backend=b, pattern="sliding_window", rule="sliding_window(window=64)", n=n, status="ok", time_ms=t,
-                 peak_bytes=2**20 * n, useful_tflops_s=1e-3, device_name="cpu (test, 2 threads)",
-                 date="2026-01-02T03:04:05+00:00", dtype="float32", torch="2.13.0", note="", batch=1, heads=8,
-                 head_dim=64)
+                 peak_bytes=2**20 * n, useful_tflops_s=1e-3, executed_tflops_s=2e-3, device_name="cpu (test, 2 threads)",
+                 date="2026-01-02T03:04:05+00:00", dtype="float32", torch="2.13.0",
+                 note="1-min load average 3.5 on 2 CPUs before this row", batch=1, heads=8, head_dim=64)
             for b, ts in (("naive", (1.0, 4.0)), ("flex", (2.0, 3.0))) for n, t in zip((256, 512), ts)]
     rows.append(dict(rows[0], n=1024, status="skipped", reason="estimated 9 GiB > budget", time_ms=None))
     path = tmp_path / "bench.json"
-    path.write_text(__import__("json").dumps(rows))
-    fig = bench_figure(lessons.bench_rows(path), "time_ms")
-    assert {t.name: list(t.y) for t in fig.data} == {"flex": [2.0, 3.0], "naive": [1.0, 4.0]}
+    path.write_text(json.dumps(rows))
+    loaded = lessons.bench_rows(path)
+    fig = lessons.bench_figure(loaded, "time_ms")
+    assert {t.name.split(" ")[0]: list(t.y) for t in fig.data} == {"flex": [2.0, 3.0], "naive": [1.0, 4.0]}
     assert "cpu (test, 2 threads)" in fig.layout.title.text and "2026-01-02" in fig.layout.title.text
-    assert "estimated 9 GiB" in fig.layout.annotations[0].text
+    assert list(lessons.bench_figure(loaded, "peak_bytes").data[0].y) == [256.0, 512.0]  # MiB
+    assert len(lessons.bench_figure(loaded, "tflops").data) == 4  # useful and executed per backend
+    note = lessons.bench_note(loaded)
+    assert "load average was 3.5–3.5" in note and "1 size(s) did not run" in note and "2026-01-02" in note
     with pytest.raises(ValueError, match="No recorded benchmark"):
         lessons.bench_rows(tmp_path / "missing.json")
 
