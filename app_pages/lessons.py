@@ -136,11 +136,17 @@ items = tuple(sorted(values.items()))
 
 with right:
     figure = None
+    note = ""
     if step.slow:
         results = st.session_state.setdefault("_lesson_results", {})
-        if (lesson_id, k - 1, items) not in results:
-            st.info("This step runs a real language model on the CPU: about a minute. The figure appears here.", icon="⏳")
-            if st.button(step.run_label, key="run_step", type="primary"):
+        run_key = (lesson_id, k - 1, items)
+        if run_key not in results:
+            ask = st.empty()  # the offer to run goes once there is a result
+            with ask.container():
+                st.info("This step runs a real language model on the CPU: about a minute. The figure appears here.",
+                        icon="⏳")
+                pressed = st.button(step.run_label, key="run_step", type="primary")
+            if pressed:
                 bar = st.progress(0.0, text="Loading the model…")
 
                 def progress(done, total, label):
@@ -150,21 +156,22 @@ with right:
                     bar.progress(0.0, text=f"Waiting for the model: {place} in line (one run at a time on this server)…")
 
                 try:
-                    results[(lesson_id, k - 1, items)] = step_run(lesson_id, k - 1, items, _progress=progress,
-                                                                  _waiting=waiting)
+                    results[run_key] = step_run(lesson_id, k - 1, items, _progress=progress, _waiting=waiting)
+                    ask.empty()
                 except (ValueError, RuntimeError, ImportError, OSError, Cancelled) as e:
                     st.error(f"The model could not run: {e}", icon="⚠️")
                 bar.empty()
-        if (lesson_id, k - 1, items) in results:
-            figure = step.build_figure(values, results[(lesson_id, k - 1, items)])
+        if run_key in results:
+            figure = step.build_figure(values, results[run_key])
+            note = step.note_for(values, results[run_key])
     else:
         try:
             figure = step_figure(lesson_id, k - 1, items)
+            note = step_note(lesson_id, k - 1, items)
         except ValueError as e:
             st.info(str(e), icon="ℹ️")
     if figure is not None:
         ui.plot(figure, key="lesson_fig", filename=f"{lesson_id}_step{k}")
-        note = step_note(lesson_id, k - 1, items)
         if note:
             st.markdown(note)
     target = step.link_for(values)
@@ -185,8 +192,8 @@ chosen = {i: {c.name: st.session_state.get(control_key(lesson_id, i + 1, c.name)
           for i, s in enumerate(lesson.steps)}
 runs = {i: r for (lid, i, vals), r in st.session_state.get("_lesson_results", {}).items()
         if lid == lesson_id and dict(vals) == lesson.steps[i].values(chosen[i])}
-top[1].download_button("Download this lesson as a handout (HTML)", data=lambda: lessons.handout_html(lesson, chosen, runs), file_name=f"{lesson_id}-handout.html",
-                       mime="text/html", on_click="ignore", icon="📄",
+top[1].download_button("Download this lesson as a handout (HTML)", data=lambda: lessons.handout_html(lesson, chosen, runs),
+                       file_name=f"{lesson_id}-handout.html", mime="text/html", on_click="ignore", icon="📄",
                        help="Every step's text and figure, the questions with room to answer, and the computed "
                             "answers at the end. One file; opens offline.")
 ui.write_url_keys(lessons.url_params(lesson_id, k, values))

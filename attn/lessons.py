@@ -132,6 +132,7 @@ class Step:
     note: Callable[[dict], str] | None = field(default=None, compare=False)  # a computed sentence under the figure
     run: Callable[[dict, Callable | None], object] | None = field(default=None, compare=False)
     result_figure: Callable[[dict, object], go.Figure] | None = field(default=None, compare=False)
+    result_note: Callable[[dict, object], str] | None = field(default=None, compare=False)
     run_label: str = ""
 
     @property
@@ -160,7 +161,9 @@ class Step:
     def link_for(self, values: dict | None = None) -> Link | None:
         return self.link(self.values(values)) if self.link else None
 
-    def note_for(self, values: dict | None = None) -> str:
+    def note_for(self, values: dict | None = None, result=None) -> str:
+        if self.slow:
+            return self.result_note(self.values(values), result) if self.result_note and result is not None else ""
         return self.note(self.values(values)) if self.note else ""
 
 
@@ -913,7 +916,21 @@ def sweep_figure(values: dict, points) -> go.Figure:
     fig = model_sweep_figure({"sliding window": [(p.window, p.perplexity) for p in points]}, full, values["tokens"])
     fig.update_layout(title=f"{DECODER_NAME} on “{_doc_title(values['doc'])}”, first {values['tokens']} tokens:<br>"
                             "perplexity under each sliding window (lower is better)", margin=dict(t=70))
+    windows = sorted(p.window for p in points if p.window is not None)
+    fig.update_xaxes(tickvals=windows, ticktext=[str(w) for w in windows])  # label the windows run, nothing else
     return fig
+
+
+def sweep_note(values: dict, points) -> str:
+    """The sweep in words: each window's perplexity as a multiple of full attention's."""
+    full = next((p.perplexity for p in points if p.window is None), None)
+    windowed = sorted((p for p in points if p.window is not None), key=lambda p: p.window)
+    if full is None or not windowed:
+        return ""
+    parts = ", ".join(f"W = {p.window}: {p.perplexity:.1f} ({p.perplexity / full:.1f}×)" for p in windowed)
+    return (f"Full attention: perplexity **{full:.1f}**. {parts}. Only the first {values['tokens']} tokens were read, so "
+            "this is short-range memory; the document's long-range links (hundreds to thousands of tokens) need "
+            "more tokens — try them on the Model Attention page.")
 
 
 LESSON_3 = Lesson(
@@ -986,6 +1003,7 @@ LESSON_3 = Lesson(
             link=lambda v: link(MODEL_PAGE, doc=v["doc"], tokens=v["tokens"], view="Window sweep"),
             run=run_sweep,
             result_figure=sweep_figure,
+            result_note=sweep_note,
             run_label="Run the model",
         ),
     ),
@@ -1124,8 +1142,9 @@ def handout_html(lesson: Lesson, values: dict | None = None, results: dict | Non
                 fig.update_yaxes(automargin=True)
                 body.append(pio.to_html(fig, include_plotlyjs=False, full_html=False, div_id=f"figure-{i + 1}",
                                         config={"displaylogo": False, "responsive": True}))
-                if step.note:
-                    body.append(md_to_html(step.note_for(v)))
+                note = step.note_for(v, results.get(i))
+                if note:
+                    body.append(md_to_html(note))
         for q in step.questions:
             q_no += 1
             body.append(f'<div class="question"><p><strong>Question {q_no}.</strong> {_inline(q.prompt)} '

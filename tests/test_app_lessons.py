@@ -175,6 +175,8 @@ def test_model_step_runs_the_model_on_request():
     assert windowed["x"] == [w for w in lessons.sweep_windows(64) if w != "full"]
     assert "full causal attention" in full["name"] and "first 64 tokens" in spec["layout"]["title"]["text"]
     assert windowed["y"][0] > full["y"][0]  # an 8-token window leaves the model more surprised than full attention
+    assert "run_step" not in [b.key for b in at.button]  # the offer to run is gone once there is a result
+    assert any(m.value.startswith("Full attention: perplexity") for m in at.markdown)
     at.button(key="back").click().run()  # results stay for the session: coming back shows the figure
     at.button(key="next").click().run()
     assert at.get("plotly_chart") and "run_step" not in [b.key for b in at.button]

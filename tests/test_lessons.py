@@ -96,7 +96,9 @@ def test_the_model_step_draws_a_sweep():
     fig = s.build_figure(None, points)
     assert list(fig.data[0].x) == [8, 32] and list(fig.data[0].y) == [90.0, 40.0]
     assert set(fig.data[1].y) == {30.0} and "full causal" in fig.data[1].name
-    assert "first 256 tokens" in fig.layout.title.text
+    assert "first 256 tokens" in fig.layout.title.text and list(fig.layout.xaxis.tickvals) == [8, 32]
+    note = s.note_for(None, points)
+    assert "perplexity **30.0**" in note and "W = 8: 90.0 (3.0×)" in note and s.note_for() == ""
     assert lessons.sweep_windows(64) == (8, 16, 32, "full") and lessons.sweep_windows(256)[-2:] == (128, "full")
 
 
