@@ -35,7 +35,9 @@ REACH_PAGE = "app_pages/receptive_field.py"
 COST_PAGE = "app_pages/serving_cost.py"
 MODEL_PAGE = "app_pages/model_attention.py"
 BENCH_PAGE = "app_pages/benchmark.py"
-BENCH_FILE = Path(__file__).resolve().parent.parent / "assets" / "bench" / "kernels_cpu_sweep.json"
+# The recorded CPU kernel benchmark the lesson draws: the first of these that exists.
+BENCH_FILES = tuple(Path(__file__).resolve().parent.parent / "assets" / "bench" / name
+                    for name in ("kernels_cpu_sweep.json", "kernels_cpu.json"))
 
 
 # ------------------------------------------------------------------ the data ---
@@ -777,12 +779,20 @@ def _q_blocks() -> Question:
     )
 
 
-def bench_rows(path: Path = BENCH_FILE) -> list[dict]:
+def bench_file() -> Path | None:
+    return next((p for p in BENCH_FILES if p.exists()), None)
+
+
+def bench_rows(path: Path | None = None) -> list[dict]:
     """The recorded CPU benchmark (attn.bench rows); ValueError when none has been recorded."""
-    if not path.exists():
-        raise ValueError(f"No recorded benchmark at {path.name}: run `python -m attn bench … --json {path.name}`.")
+    path = path or bench_file()
+    if path is None or not path.exists():
+        names = " or ".join(p.name for p in BENCH_FILES)
+        raise ValueError(f"No recorded benchmark yet (assets/bench/{names}): record one with "
+                         "`python -m attn bench --pattern sliding_window --window 256 --n 256,512,1024,2048,4096 "
+                         "--json assets/bench/kernels_cpu.json`.")
     rows = json.loads(path.read_text())
-    if not isinstance(rows, list) or not rows:
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) and "backend" in r for r in rows):
         raise ValueError(f"{path.name} holds no benchmark rows.")
     return rows
 

@@ -58,7 +58,7 @@ def test_walk_each_lesson_and_answer_every_question(lesson_id):
         if step.slow:  # the model runs on request only: the button is there, no figure yet
             assert at.button(key="run_step").label == step.run_label
             assert not at.get("plotly_chart")
-        elif step is lesson.steps[1] and lesson_id == "cost-and-quality" and not lessons.BENCH_FILE.exists():
+        elif step is lesson.steps[1] and lesson_id == "cost-and-quality" and lessons.bench_file() is None:
             assert any("No recorded benchmark" in i.value for i in at.info)
         else:
             assert [c.key for c in at.get("plotly_chart")] == ["lesson_fig"]

@@ -50,7 +50,7 @@ def test_three_lessons_of_five_to_eight_steps_with_two_questions_or_more():
 @pytest.mark.parametrize("lid,i", FAST)
 def test_every_step_figure_builds_at_defaults_and_extremes(lid, i):
     s = step(lid, i)
-    if s is BENCH_STEP and not lessons.BENCH_FILE.exists():
+    if s is BENCH_STEP and lessons.bench_file() is None:
         with pytest.raises(ValueError, match="No recorded benchmark"):
             s.build_figure()
         return
@@ -428,7 +428,7 @@ def test_handout_inlines_plotly_once_and_handles_the_model_step():
     c = _check(doc)
     assert sum(get_plotlyjs()[:200] in s for s in c.scripts) == 1  # the library itself, inline, once
     assert "<script src" not in doc  # nothing fetched from the network
-    has_bench = lessons.BENCH_FILE.exists()
+    has_bench = lessons.bench_file() is not None
     assert doc.count("Plotly.newPlot") == len(lesson.steps) - (0 if has_bench else 1)
 
 
