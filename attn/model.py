@@ -179,12 +179,13 @@ def _encode_with(tokenizer, text: str, max_tokens: int | None, special_tokens: b
     return Encoded(text, tuple(ids), tuple(offsets), pieces, total)
 
 
-def encode(text: str, max_tokens: int | None = None) -> Encoded:
+def encode(text: str, max_tokens: int | None = None, max_chars: int | None = None) -> Encoded:
     """SmolLM2 tokens of `text` (no special tokens added), cut to `max_tokens` when given.
 
-    The cut is explicit: `Encoded.truncated` and `Encoded.notice` say so.
+    The cut is explicit: `Encoded.truncated` and `Encoded.notice` say so. Text longer than
+    `max_chars` (default: the pasted-text limit) is refused.
     """
-    check_text(text)
+    check_text(text, max_chars)
     if max_tokens is not None and max_tokens < 2:
         raise ValueError(f"Keep at least 2 tokens (one to read, one to predict), got {max_tokens}.")
     return _encode_with(load_model().tokenizer, text, max_tokens, special_tokens=False)

@@ -78,25 +78,25 @@ def test_window_at_least_n_equals_full(story_ids):
     assert np.array_equal(model.token_losses(story_ids, masks.sliding_window(n)), model.token_losses(story_ids))
 
 
-@pytest.mark.parametrize(
-    "rule",
-    [
-        masks.sliding_window(8),
-        masks.sinks(2, 6),
-        masks.dilated(12, 3),
-        masks.chunked(16),
-        masks.local_global(6, (0, 5)),  # bidirectional: the decoder ANDs it with causal
-        masks.strided(5),
-    ],
-    ids=lambda r: r.name,
-)
-def test_attention_zero_outside_mask_rows_sum_to_one(story_ids, rule):
+# Each rule with its textbook formula (q = query, k = key), written here independently of attn.masks.
+ORACLES = [
+    (masks.sliding_window(8), lambda q, k: (k <= q) & (q - k < 8)),
+    (masks.sinks(2, 6), lambda q, k: (k <= q) & ((k < 2) | (q - k < 6))),
+    (masks.dilated(12, 3), lambda q, k: (k <= q) & (q - k < 12) & ((q - k) % 3 == 0)),
+    (masks.chunked(16), lambda q, k: (k <= q) & (q // 16 == k // 16)),
+    # Bidirectional Longformer pattern: the decoder ANDs it with causal.
+    (masks.local_global(6, (0, 5)), lambda q, k: (k <= q) & ((abs(q - k) <= 3) | np.isin(k, [0, 5]) | np.isin(q, [0, 5]))),
+    (masks.strided(5), lambda q, k: (k <= q) & ((q - k < 5) | ((q - k) % 5 == 0))),
+]
+
+
+@pytest.mark.parametrize("rule, oracle", ORACLES, ids=[r.name for r, _ in ORACLES])
+def test_attention_zero_outside_mask_rows_sum_to_one(story_ids, rule, oracle):
     ids = story_ids[:48]
     maps = model.attention_maps(ids, rule, layers=[0, 17, 29])
     n = len(ids)
-    q = np.arange(n)
-    # The oracle: the rule's predicate, evaluated here by brute force, AND causal.
-    allowed = np.array([[bool(rule.allowed(i, j)) and j <= i for j in q] for i in q])
+    q, k = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    allowed = oracle(q, k)
     assert maps.weights.shape == (3, 9, n, n)
     assert (maps.weights[..., ~allowed] == 0).all()
     assert (maps.weights[..., allowed] > 0).mean() > 0.99
@@ -165,6 +165,16 @@ def test_greedy_continuation_with_cache_equals_recomputing(story_ids):
     assert got.prompt_tokens == 40
 
 
+def test_retrieval_probe_needs_the_fact_in_reach():
+    full = model.retrieval_probe(None, 128, trials=2)
+    assert full.accuracy == 1.0  # full attention copies the code from ~140 tokens back
+    # Window 4: reach after 30 layers is 30·3+1 = 91 tokens, shorter than the gap to the code.
+    cut = model.retrieval_probe(masks.sliding_window(4), 128, trials=2)
+    assert all(t.gap_tokens > 91 for t in cut.trials)
+    assert cut.accuracy == 0.0
+    assert [t.expected for t in cut.trials] == [c for _, c in model.PROBE_FACTS[:2]]
+
+
 def test_encoder_under_band_mask():
     text = "The lighthouse keeper turned the salt clock every morning at the turn of the tide."
     res = model.encoder_attention(text, masks.band(4))
@@ -220,14 +230,23 @@ def test_cli_ppl_json(tmp_path):
     assert out["perplexity"] == pytest.approx(model.perplexity(ids, masks.sliding_window(16)), rel=1e-5)
 
 
-def test_cli_ppl_bad_input(tmp_path):
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--doc", "LATIN1"], "not UTF-8"),
+        (["--doc", "MISSING"], "No such document"),
+        (["--doc", "story", "--pattern", "sliding_window", "--window", "0"], "at least 1"),
+        (["--doc", "story", "--n", "64"], "--max-tokens"),
+        (["--doc", "story", "--max-tokens", "1"], "between 2 and"),
+    ],
+)
+def test_cli_ppl_bad_input(tmp_path, capsys, args, message):
+    """In-process (the model is already loaded): exit 2 and one sentence, no traceback."""
+    from attn.cli import main
+
     bad = tmp_path / "latin1.txt"
     bad.write_bytes(b"caf\xe9 au lait")
-    for args, message in [
-        (["--doc", str(bad)], "not UTF-8"),
-        (["--doc", str(tmp_path / "missing.txt")], "No such document"),
-        (["--doc", "story", "--pattern", "sliding_window", "--window", "0"], "at least 1"),
-    ]:
-        r = subprocess.run([sys.executable, "-m", "attn", "ppl", *args], capture_output=True, text=True, timeout=300)
-        assert r.returncode == 2, (args, r.stderr)
-        assert message in r.stderr and "Traceback" not in r.stderr
+    paths = {"LATIN1": str(bad), "MISSING": str(tmp_path / "missing.txt")}
+    assert main(["ppl", *[paths.get(a, a) for a in args]]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
