@@ -73,6 +73,18 @@ def check_atol(device_type: str, dtype: str) -> float:
     return CHECK_ATOL.get((device_type, dtype), CHECK_ATOL.get(dtype, 5e-2))
 
 
+# One row per (N, backend); None where a field was not measured (skipped rows, or a
+# field that does not apply). rule: the pattern's rule; computes: the rule the backend
+# really computes (causal for sdpa_causal). status: ok | skipped | oom | error, with
+# reason. time_ms / time_ms_min: median / minimum of `repeats` kernel calls after
+# `warmup` calls; first_call_ms: the first call; compile_ms (flex): its extra cost over
+# a steady call, plus the compiled CUDA BlockMask builder's first-build extra.
+# dense_mask_ms / block_mask_ms: building the dense bool mask / the BlockMask.
+# peak_bytes: mask_bytes (the prepared mask held) + peak allocated during one call,
+# measured as peak_method says; estimate_bytes vs budget_bytes decided the skip.
+# *_pairs: allowed (useful) and computed (executed) query-key pairs; *_flops = 4·B·H·d
+# per pair; *_tflops_s per median time; pct_of_peak: executed rate / peak_tflops_s.
+# max_abs_err vs naive float32 (check_against) when checked, within check_atol → check_ok.
 ROW_FIELDS = (
     "backend", "pattern", "rule", "computes", "n", "batch", "heads", "kv_heads", "head_dim", "dtype",
     "device", "device_name", "torch", "date", "status", "reason",
