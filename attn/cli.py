@@ -78,7 +78,9 @@ def rule_from_args(args) -> masks.MaskRule:
 
 def _custom_rule_from_args(args) -> masks.MaskRule:
     flag = {"global_tokens": "--global", "random_blocks": "--random", "lengths": "--docs"}
-    pattern_flags = [flag.get(name, "--" + name) for name in PARAMS if name != "causal" and getattr(args, name, None) is not None]
+    # "rule" and "rule_params" are the custom rule's own entries in PARAMS (the pages' widgets), not pattern flags.
+    pattern_flags = [flag.get(name, "--" + name) for name in PARAMS
+                     if name not in ("causal", "rule", "rule_params") and getattr(args, name, None) is not None]
     if pattern_flags:
         raise ValueError(
             f"Pattern flags ({', '.join(pattern_flags)}) go with --pattern; name the numbers of --rule "
