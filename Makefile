@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 PORT   ?= 8501
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test install install-dev browser bench-cpu clean
+.PHONY: run test install install-dev browser bench-cpu bench-gpu clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -41,6 +41,18 @@ test: install-dev browser
 bench-cpu: install
 	$(PY) -m attn bench-render --json assets/bench/render_cpu.json
 	$(PY) -m attn bench-reach --json assets/bench/reach_cpu.json
+	$(PY) -m attn bench --pattern sliding_window --window 256 --n 2048 --heads 8 --head-dim 64 \
+	  --backends naive,sdpa_mask,sdpa_causal,flex --device cpu --dtype float32 --check --repeats 30 --json assets/bench/kernels_cpu.json
+	$(PY) -m attn bench --pattern sliding_window --window 256 --n 512,1024,2048,4096 --heads 8 --head-dim 64 \
+	  --device cpu --dtype float32 --check --json assets/bench/kernels_cpu_sweep.json
+
+# GPU sweep (on a machine with CUDA): B=1, H=16, d=128, bf16, N = 1k … 128k; results under assets/bench/.
+GPU_NS := 1024,2048,4096,8192,16384,32768,65536,131072
+GPU_ARGS := --device cuda --dtype bfloat16 --batch 1 --heads 16 --head-dim 128 --n $(GPU_NS) --repeats 20
+bench-gpu: install
+	$(PY) -m attn bench --pattern sliding_window --window 4096 $(GPU_ARGS) --json assets/bench/kernels_gpu_sliding_window.json
+	$(PY) -m attn bench --pattern local_global --window 4096 --global 0,1,2,3 $(GPU_ARGS) --json assets/bench/kernels_gpu_local_global.json
+	$(PY) -m attn bench --pattern causal $(GPU_ARGS) --json assets/bench/kernels_gpu_causal.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts
