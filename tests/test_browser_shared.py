@@ -1,0 +1,75 @@
+"""End-to-end: a shared link opens the Lessons and Benchmark pages exactly as it was shared."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from server import streamlit_server  # noqa: E402
+from test_browser import (  # noqa: E402, F401  (browser, chromium_path and page are fixtures used by name)
+    ARTIFACTS,
+    WAIT_S,
+    browser,
+    chromium_path,
+    page,
+    wait_idle,
+    wait_url,
+)
+from test_browser_reach import assert_clean, screenshot_tall  # noqa: E402
+
+pytestmark = pytest.mark.browser
+
+FIGS_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map((g) => ({
+  title: (g._fullLayout && g._fullLayout.title && g._fullLayout.title.text) || '',
+  names: (g._fullData || []).map((t) => t.name || '')}))"""
+
+
+@pytest.fixture(scope="module")
+def server(chromium_path):
+    try:
+        with streamlit_server(ARTIFACTS / "streamlit-server-shared.log", timeout=WAIT_S) as base:
+            yield base
+    except RuntimeError as e:
+        pytest.fail(str(e), pytrace=False)
+
+
+def test_lesson_link_opens_the_same_step_and_settings(server, page):
+    page.goto(server + "/lessons?lesson=sliding-window&step=5&window=8&layers=3")
+    page.get_by_role("heading", name="Information travels one window per layer").wait_for(timeout=WAIT_S * 1000)
+    page.locator(".js-plotly-plot").first.wait_for(timeout=WAIT_S * 1000)
+    wait_idle(page)
+    assert page.get_by_text("Step 5 of 6").count() == 1
+    sliders = page.locator('[data-testid="stSlider"]')
+    window = sliders.filter(has_text="Window W").get_by_role("slider")
+    layers = sliders.filter(has_text="Layers L").get_by_role("slider")
+    assert window.get_attribute("aria-valuetext") == "8" and layers.get_attribute("aria-valuetext") == "3"
+    titles = [f["title"] for f in page.evaluate(FIGS_JS)]
+    assert any("W = 8" in t for t in titles), titles
+    # After 3 layers of an 8-token window the last of 48 tokens draws on min(48, 3·7 + 1) = 22 tokens.
+    assert "draws on 22 tokens" in page.inner_text("body")
+    wait_url(page, {"lesson": "sliding-window", "step": "5", "window": "8", "layers": "3"})
+    assert_clean(page)
+
+
+def test_benchmark_link_opens_the_same_run_settings(server, page):
+    page.goto(server + "/benchmark?ns=256,512&heads=2&kvh=1&hd=32&backends=flex,sdpa_mask&pattern=sliding_window&window=64")
+    page.get_by_role("heading", name="Benchmark").wait_for(timeout=WAIT_S * 1000)
+    wait_idle(page)
+    assert page.get_by_label("Window W", exact=True).input_value() == "64"
+    assert page.get_by_label("Query heads", exact=True).input_value() == "2"
+    assert page.get_by_label("KV heads", exact=True).input_value() == "1"
+    body = page.inner_text("body")
+    assert "2 sizes × 2 backends" in body and "2 heads (1 KV), head dim 32" in body, body[:2000]
+    page.get_by_role("button", name="Run the benchmark").click()
+    page.get_by_text("Largest N each backend ran").first.wait_for(timeout=300_000)
+    wait_idle(page)
+    figs = page.evaluate(FIGS_JS)
+    time_fig = next((f for f in figs if "Kernel time vs N" in f["title"]), None)
+    assert time_fig is not None, [f["title"] for f in figs]
+    assert sorted(n.split(" ")[0] for n in time_fig["names"]) == ["flex", "sdpa_mask"], time_fig
+    wait_url(page, {"ns": "256,512", "backends": "flex,sdpa_mask", "window": "64"})
+    assert_clean(page)
+    screenshot_tall(page, "benchmark_shared.png", 2200)
