@@ -78,6 +78,8 @@ def test_window_at_least_n_equals_full(story_ids):
     assert np.array_equal(model.token_losses(story_ids, masks.sliding_window(n)), model.token_losses(story_ids))
 
 
+BIGBIRD = masks.bigbird(4, (0,), random_blocks=2, seed=7, block=8, causal=True)
+
 # Each rule with its textbook formula (q = query, k = key), written here independently of attn.masks.
 ORACLES = [
     (masks.sliding_window(8), lambda q, k: (k <= q) & (q - k < 8)),
@@ -87,6 +89,11 @@ ORACLES = [
     # Bidirectional Longformer pattern: the decoder ANDs it with causal.
     (masks.local_global(6, (0, 5)), lambda q, k: (k <= q) & ((abs(q - k) <= 3) | np.isin(k, [0, 5]) | np.isin(q, [0, 5]))),
     (masks.strided(5), lambda q, k: (k <= q) & ((q - k < 5) | ((q - k) % 5 == 0))),
+    (masks.band(6), lambda q, k: (k <= q) & (q - k <= 3)),
+    (masks.document((20, 28)), lambda q, k: (k <= q) & ((q < 20) == (k < 20))),
+    (masks.prefix_lm(10), lambda q, k: k <= q),  # the prefix's look-ahead is cut by causal
+    # BigBird's random blocks come from a seeded hash: its own predicate is the oracle here.
+    (BIGBIRD, lambda q, k: BIGBIRD.dense(48).numpy()),
 ]
 
 
@@ -132,11 +139,13 @@ def test_perplexity_is_exp_mean_loss_from_logits(story_ids):
     assert model.perplexity(story_ids, rule) == pytest.approx(expected, rel=1e-9)
 
 
-def test_narrow_window_hurts_perplexity(story_ids):
-    sweep = model.window_sweep(story_ids, (4, 32, model.FULL))
+@pytest.mark.parametrize("doc", ["contract", "stockroom", "story", "meeting"])
+def test_perplexity_orders_by_window_on_every_sample(doc):
+    ids = model.encode(model.sample_doc(doc).text, max_tokens=256).ids
+    sweep = model.window_sweep(ids, (16, 64, model.FULL))
     ppl = [p.perplexity for p in sweep]
-    assert ppl[0] > ppl[1] > ppl[2]
-    assert sweep[-1].window is None and sweep[0].window == 4
+    assert ppl[0] > ppl[1] > ppl[2], (doc, ppl)
+    assert [p.window for p in sweep] == [16, 64, None]
 
 
 def test_influence_is_zero_outside_receptive_field(story_ids):
@@ -187,6 +196,19 @@ def test_encoder_under_band_mask():
     np.testing.assert_allclose(res.weights.sum(-1), 1.0, atol=1e-5)
     assert -1 <= res.cosine < 0.999
     assert model.encoder_attention(text).cosine == pytest.approx(1.0, abs=1e-6)
+
+
+def test_pool_maps_are_exact_block_means():
+    rng = np.random.default_rng(0)
+    w = rng.random((2, 3, 10, 10))
+    pooled = model.pool_maps(w, 4)  # blocks of rows/columns [0,2), [2,5), [5,8), [8,10)
+    edges = [0, 2, 5, 8, 10]
+    assert pooled.shape == (2, 3, 4, 4)
+    for i in range(4):
+        for j in range(4):
+            block = w[..., edges[i] : edges[i + 1], edges[j] : edges[j + 1]]
+            np.testing.assert_allclose(pooled[..., i, j], block.mean(axis=(-2, -1)))
+    np.testing.assert_array_equal(model.pool_maps(w, 64), w)  # never upsampled
 
 
 def test_sample_docs_lengths():
