@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 PORT   ?= 8501
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test install install-dev browser bench-cpu bench-gpu clean
+.PHONY: run test install install-dev browser bench-cpu bench-model bench-gpu clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -45,6 +45,10 @@ bench-cpu: install
 	  --backends naive,sdpa_mask,sdpa_causal,flex --device cpu --dtype float32 --check --repeats 30 --json assets/bench/kernels_cpu.json
 	$(PY) -m attn bench --pattern sliding_window --window 256 --n 512,1024,2048,4096 --heads 8 --head-dim 64 \
 	  --device cpu --dtype float32 --check --json assets/bench/kernels_cpu_sweep.json
+
+# The real model's timings and sample-document perplexities.
+bench-model: install
+	$(PY) -m attn.bench_model --json assets/bench/model_cpu.json
 
 # GPU sweep (on a machine with CUDA): B=1, H=16, d=128, bf16, N = 1k … 128k; results under assets/bench/.
 GPU_NS := 1024,2048,4096,8192,16384,32768,65536,131072
