@@ -82,3 +82,16 @@ def test_bad_input_gives_messages():
     assert not at.exception
     at = open_page(doc="story", tokens="64", stack="custom", custom="sliding_window window=abc")
     assert not at.exception and at.error
+
+
+def test_window_sweep_runs_on_request(story_ids):
+    at = open_page(doc="story", tokens="96", view="Window sweep")
+    assert not at.exception and not at.get("plotly_chart")  # nothing runs before the button
+    at.multiselect(key="_windows").set_value([8, "full"]).run()
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    assert [c.key for c in at.get("plotly_chart")] == ["fig_sweep"]
+    table = at.dataframe[0].value
+    full = table[table["mask"] == "full causal"]["perplexity"].iloc[0]
+    assert full == pytest.approx(reference_perplexity(story_ids, None), rel=1e-3)
+    assert len(table) == 3  # window 8, full, and window 8 with 4 sinks
