@@ -64,10 +64,11 @@ def test_benchmark_link_opens_the_same_run_settings(server, page):
     body = page.inner_text("body")
     assert "2 sizes × 2 backends" in body and "2 heads (1 KV), head dim 32" in body, body[:2000]
     page.get_by_role("button", name="Run the benchmark").click()
-    page.get_by_text("Largest N each backend ran").first.wait_for(timeout=300_000)
+    # Recorded runs below carry the same heading; wait for the live run's own table.
+    page.get_by_text("Largest N each backend ran (this run)").wait_for(timeout=300_000)
     wait_idle(page)
     figs = page.evaluate(FIGS_JS)
-    time_fig = next((f for f in figs if "Kernel time vs N" in f["title"]), None)
+    time_fig = next((f for f in figs if "Kernel time vs N" in f["title"]), None)  # the live run comes first
     assert time_fig is not None, [f["title"] for f in figs]
     assert sorted(n.split(" ")[0] for n in time_fig["names"]) == ["flex", "sdpa_mask"], time_fig
     wait_url(page, {"ns": "256,512", "backends": "flex,sdpa_mask", "window": "64"})
