@@ -57,6 +57,9 @@ def test_lesson_link_opens_the_same_step_and_settings(server, page):
 def test_benchmark_link_opens_the_same_run_settings(server, page):
     page.goto(server + "/benchmark?ns=256,512&heads=2&kvh=1&hd=32&backends=flex,sdpa_mask&pattern=sliding_window&window=64")
     page.get_by_role("heading", name="Benchmark").wait_for(timeout=WAIT_S * 1000)
+    page.get_by_text("2 sizes × 2 backends").wait_for(timeout=WAIT_S * 1000)
+    page.wait_for_function("() => { const e = document.querySelector(`input[aria-label='Window W']`); "
+                           "return e && e.value === '64'; }", timeout=WAIT_S * 1000)
     wait_idle(page)
     assert page.get_by_label("Window W", exact=True).input_value() == "64"
     assert page.get_by_label("Query heads", exact=True).input_value() == "2"
