@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import plotly.graph_objects as go
@@ -107,11 +106,3 @@ def ratio(rows, a: str, b: str, n: int, field: str = "time_ms") -> float | None:
     x, y = get(a), get(b)
     return None if x is None or y is None or not y else x / y
 
-
-def fmt_bytes(b) -> str:
-    if b is None or (isinstance(b, float) and math.isnan(b)):
-        return "—"
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if b >= scale:
-            return f"{b / scale:.3g} {unit}"
-    return f"{b:.0f} B"
