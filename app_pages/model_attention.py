@@ -245,19 +245,9 @@ elif view == "Loss per token":
     st.html(model_figures.colored_tokens_html(enc.pieces, diff, float(np.abs(diff).max()), signed=True))
     rule_one = target.rules[0] if isinstance(target, masks.LayerStack) else target
     rows = dense_numpy(model.decoder_rule(rule_one), n).astype(bool) if n <= 4096 and rule_one.n in (None, n) else None
-    worst = np.argsort(-diff)[:12]
-    table = []
-    for j in worst:
-        t = int(j) + 1  # diff[j] is the loss of token t = j + 1, predicted at query t - 1
-        earlier = [p for p in range(t - 1, -1, -1) if ids[p] == ids[t]]
-        if earlier:
-            p = earlier[0]
-            where = "outside" if rows is not None and not rows[t - 1, p] else "inside"
-            why = f"same token {t - p} back, {where} what query {t - 1} may attend to directly"
-        else:
-            why = "no earlier copy of this token"
-        table.append({"token": t, "text": repr(enc.pieces[t]), "loss full": round(float(lf[j]), 2),
-                      "loss masked": round(float(lm[j]), 2), "change": round(float(diff[j]), 2), "why it may be harder": why})
+    table = [{"token": h.token, "text": repr(enc.pieces[h.token]), "loss full": round(h.loss_full, 2),
+              "loss masked": round(h.loss_masked, 2), "change": round(h.change, 2), "why it may be harder": h.why}
+             for h in model.hardest_tokens(ids, lm, lf, rows)]
     st.markdown("**Tokens that got hardest, and whether an earlier copy was in view**")
     st.dataframe(table, hide_index=True, width="stretch")
 

@@ -995,3 +995,44 @@ def _sentence_embedding(hidden: torch.Tensor) -> np.ndarray:
     (sentence-transformers' Pooling(mean) + Normalize modules of this model)."""
     mean = hidden[0].mean(dim=0)
     return torch.nn.functional.normalize(mean, dim=0).float().cpu().numpy()
+
+
+# ------------------------------------------------------- explaining losses ---
+@dataclass(frozen=True)
+class HarderToken:
+    """A token whose loss rose under a mask. copy_distance: how far back the nearest earlier
+    copy of the same token id is (None: none); copy_in_view: whether the query that predicts
+    the token (position token-1) may attend to that copy directly (None: copy or mask unknown)."""
+
+    token: int
+    loss_full: float
+    loss_masked: float
+    copy_distance: int | None
+    copy_in_view: bool | None
+
+    @property
+    def change(self) -> float:
+        return self.loss_masked - self.loss_full
+
+    @property
+    def why(self) -> str:
+        if self.copy_distance is None:
+            return "no earlier copy of this token"
+        where = {True: "inside", False: "outside", None: "(mask not drawn at this length)"}[self.copy_in_view]
+        return f"same token {self.copy_distance} back, {where} what query {self.token - 1} may attend to directly"
+
+
+def hardest_tokens(ids, losses_masked, losses_full, allowed: np.ndarray | None = None, top: int = 12):
+    """The `top` tokens whose loss rose most under the mask, each with its nearest earlier copy.
+
+    losses_*[j] is the loss of token j+1 (as token_losses returns); allowed: bool (N, N) one-layer
+    mask rows, or None when unknown."""
+    ids = list(ids)
+    diff = np.asarray(losses_masked) - np.asarray(losses_full)
+    out = []
+    for j in np.argsort(-diff, kind="stable")[:top]:
+        t = int(j) + 1
+        p = next((p for p in range(t - 1, -1, -1) if ids[p] == ids[t]), None)
+        in_view = None if p is None or allowed is None else bool(allowed[t - 1, p])
+        out.append(HarderToken(t, float(losses_full[j]), float(losses_masked[j]), None if p is None else t - p, in_view))
+    return out

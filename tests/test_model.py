@@ -272,3 +272,19 @@ def test_cli_ppl_bad_input(tmp_path, capsys, args, message):
     assert main(["ppl", *[paths.get(a, a) for a in args]]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_hardest_tokens_against_a_hand_example():
+    # ids:     0  1  2  3  4  5 ; token 5 (id 7) repeats token 1, 4 back; token 3 (id 9) has no copy.
+    ids = [5, 7, 8, 9, 8, 7]
+    full = np.array([1.0, 1.0, 1.0, 1.0, 1.0])  # losses of tokens 1..5
+    masked = np.array([1.0, 1.5, 3.0, 1.2, 4.0])
+    window2 = np.tril(np.ones((6, 6), bool)) & ~np.tril(np.ones((6, 6), bool), -2)  # q sees q-1, q
+    got = model.hardest_tokens(ids, masked, full, window2, top=3)
+    assert [h.token for h in got] == [5, 3, 2]
+    assert (got[0].copy_distance, got[0].copy_in_view) == (4, False)  # query 4 cannot see position 1
+    assert got[1].copy_distance is None and got[1].why == "no earlier copy of this token"
+    assert got[2].change == pytest.approx(0.5) and got[2].copy_distance is None
+    assert model.hardest_tokens(ids, masked, full, None, top=1)[0].copy_in_view is None
+    near = model.hardest_tokens([1, 2, 2], np.array([0.0, 2.0]), np.zeros(2), window2[:3, :3], top=1)[0]
+    assert (near.token, near.copy_distance, near.copy_in_view) == (2, 1, True)
