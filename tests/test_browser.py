@@ -105,14 +105,20 @@ def chromium_path() -> str:
     return str(CHROMIUM)
 
 
-@pytest.fixture(scope="module")
-def server(chromium_path):
-    """Base URL of a live app on a free port; the server is always terminated afterwards."""
+def live_server(log_name: str):
+    """Yield the base URL of a live app on a free port, logging to test-artifacts/<log_name>;
+    the server is always terminated afterwards. Each browser test module wraps this in its own
+    module-scoped `server` fixture, so modules do not overwrite each other's logs."""
     try:
-        with streamlit_server(ARTIFACTS / "streamlit-server.log", timeout=WAIT_S) as base:
+        with streamlit_server(ARTIFACTS / log_name, timeout=WAIT_S) as base:
             yield base
     except RuntimeError as e:
         pytest.fail(str(e), pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def server(chromium_path):
+    yield from live_server("streamlit-server.log")
 
 
 @pytest.fixture(scope="module")

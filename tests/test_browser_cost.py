@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from server import streamlit_server  # noqa: E402
 from test_browser import (  # noqa: E402, F401  (browser, chromium_path and page are fixtures used by name)
+    live_server,
     ARTIFACTS,
     WAIT_S,
     assert_no_exception,
@@ -40,11 +40,7 @@ FIGURES_JS = """
 
 @pytest.fixture(scope="module")
 def server(chromium_path):
-    try:
-        with streamlit_server(ARTIFACTS / "streamlit-server-cost.log", timeout=WAIT_S) as base:
-            yield base
-    except RuntimeError as e:
-        pytest.fail(str(e), pytrace=False)
+    yield from live_server("streamlit-server-cost.log")
 
 
 METRIC_JS = """(label) => {

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from server import streamlit_server  # noqa: E402
 from test_browser import (  # noqa: E402, F401  (browser, chromium_path and page are fixtures used by name)
+    live_server,
     ARTIFACTS,
     WAIT_S,
     assert_no_exception,
@@ -27,11 +27,7 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture(scope="module")
 def server(chromium_path):
-    try:
-        with streamlit_server(ARTIFACTS / "streamlit-server-home.log", timeout=WAIT_S) as base:
-            yield base
-    except RuntimeError as e:
-        pytest.fail(str(e), pytrace=False)
+    yield from live_server("streamlit-server-home.log")
 
 
 def download_first_figure(page, ext: str) -> Path:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from server import streamlit_server  # noqa: E402
 from test_browser import (  # noqa: E402, F401  (browser, chromium_path and page are fixtures used by name)
+    live_server,
     ARTIFACTS,
     WAIT_S,
     browser,
@@ -31,11 +31,7 @@ TITLES_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot'))
 
 @pytest.fixture(scope="module")
 def server(chromium_path):
-    try:
-        with streamlit_server(ARTIFACTS / "streamlit-server-model.log", timeout=WAIT_S) as base:
-            yield base
-    except RuntimeError as e:
-        pytest.fail(str(e), pytrace=False)
+    yield from live_server("streamlit-server-model.log")
 
 
 def test_pick_document_and_window(server, page):

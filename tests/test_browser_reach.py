@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from server import streamlit_server  # noqa: E402
 from test_browser import (  # noqa: E402, F401  (browser, chromium_path and page are fixtures used by name)
+    live_server,
     ARTIFACTS,
     WAIT_S,
     assert_no_exception,
@@ -79,11 +79,7 @@ def server(chromium_path):
     No warm-up visit: the first test deep-links into /receptive-field on a server no session
     has touched yet, which is when a stray pages/ folder used to produce a "Page not found" dialog.
     """
-    try:
-        with streamlit_server(ARTIFACTS / "streamlit-server-reach.log", timeout=WAIT_S) as base:
-            yield base
-    except RuntimeError as e:
-        pytest.fail(str(e), pytrace=False)
+    yield from live_server("streamlit-server-reach.log")
 
 
 # ---------------------------------------------------------------- helpers
