@@ -9,11 +9,16 @@ drops an invalid value silently, and users must be told when a link was not unde
 
 from __future__ import annotations
 
+import functools
+import inspect
+import pickle
+import threading
 import urllib.parse
 
 import streamlit as st
 
-from attn import masks
+from attn import limits, masks
+from attn.cache import BoundedCache
 from attn.masks import MAX_N
 from attn import rules
 from attn.presets import PARAMS, PATTERN_INFO, PICKABLE, default_params
@@ -67,8 +72,119 @@ def job_queue():
 
     from attn.jobs import JobQueue
 
-    workers = 1 if torch.cuda.is_available() else max(1, int(os.environ.get("ATTN_WORKERS", "1") or 1))
-    return JobQueue(workers)
+    if torch.cuda.is_available():
+        return JobQueue(limits.WORKERS_GPU)
+    try:
+        workers = int(os.environ.get("ATTN_WORKERS") or limits.WORKERS_CPU_DEFAULT)
+    except ValueError:
+        workers = limits.WORKERS_CPU_DEFAULT
+    return JobQueue(max(1, workers))
+
+
+@st.cache_resource
+def result_cache() -> BoundedCache:
+    """Every page's computed results, in one LRU bounded in entries and bytes (attn/limits.py)."""
+    return BoundedCache(limits.CACHE_MAX_ENTRIES, limits.CACHE_MAX_BYTES, limits.CACHE_VALUE_MAX_BYTES)
+
+
+_running_label = threading.local()  # a queued cached call's spinner text, shown by in_line once its turn comes
+
+
+def cached(spinner: str | None = None, queued: bool = False):
+    """Like st.cache_data (shared by all sessions, a copy per caller), but bounded in bytes as well as
+    entries, and computed once when many sessions ask at the same moment. Arguments whose name starts
+    with "_" (progress callbacks) are not part of the key. queued=True: the function waits in the line
+    (in_line), which shows the spinner only once it runs, so a waiting page shows its place instead."""
+
+    def wrap(fn):
+        signature = inspect.signature(fn)
+        name = (fn.__code__.co_filename, fn.__qualname__)
+
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            key = (name, tuple((k, v) for k, v in bound.arguments.items() if not k.startswith("_")))
+            try:
+                hash(key)
+            except TypeError:  # unhashable arguments (lists, arrays) are keyed by their pickle
+                key = (name, pickle.dumps(key[1], protocol=pickle.HIGHEST_PROTOCOL))
+            cache = result_cache()
+            if queued:
+                _running_label.text = spinner
+                try:
+                    return cache.get_or_compute(key, lambda: fn(*args, **kwargs))
+                finally:
+                    _running_label.text = None
+            if spinner and key not in cache:
+                with st.spinner(spinner):
+                    return cache.get_or_compute(key, lambda: fn(*args, **kwargs))
+            return cache.get_or_compute(key, lambda: fn(*args, **kwargs))
+
+        return run
+
+    return wrap
+
+
+def session_gone() -> bool:
+    """True once this script's browser session has closed: its queued work is dropped."""
+    from streamlit.runtime import Runtime
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx(suppress_warning=True)
+    if ctx is None or not Runtime.exists():
+        return False  # not under a server (AppTest, scripts): nobody to lose
+    return not Runtime.instance().is_active_session(ctx.session_id)
+
+
+LEFT_LINE = "_left_line"  # session flag: this user pressed "Leave the line"
+
+
+def in_line(fn, *args, what: str = "the model", **kwargs):
+    """Run heavy work in its turn in the process-wide line. While waiting, the user sees their place
+    and a button to leave; a closed session leaves by itself. Work that reports progress is stopped
+    after limits.JOB_RUN_S. Leaving, waiting too long or running too long raise Cancelled."""
+    from attn.jobs import Cancelled, deadline
+
+    if st.session_state.get(LEFT_LINE):
+        raise Cancelled("You left the line. Press “Join the line again” to run it.")
+    box = st.empty()
+    shown = {}
+
+    def on_wait(position: int) -> None:
+        # Redrawn only when the place changes: a class of 30 waiting must not flood the server and the
+        # browsers with identical updates (the line is polled four times a second).
+        if shown.get("position") == position:
+            return
+        if not shown:  # the button is drawn once per wait (a widget key may appear once per run)
+            with box.container():
+                shown["text"] = st.empty()
+                st.button("Leave the line", key="_leave_line", on_click=st.session_state.__setitem__,
+                          args=(LEFT_LINE, True))
+        shown["position"] = position
+        shown["text"].info(f"{what[0].upper() + what[1:]} is busy with other people's requests: you are number "
+                           f"**{position}** in line. Your result appears here when it is your turn.", icon="⏳")
+
+    if kwargs.get("progress") is not None:
+        kwargs["progress"] = deadline(kwargs["progress"], limits.JOB_RUN_S)
+    try:
+        # poll_s: how soon a closed session or a "Leave" is noticed; a freed slot wakes the next at once.
+        with job_queue().slot(on_wait=on_wait, cancelled=session_gone, timeout_s=limits.JOB_WAIT_S, poll_s=1.0):
+            box.empty()
+            label = getattr(_running_label, "text", None)
+            if label:
+                with st.spinner(label):
+                    return fn(*args, **kwargs)
+            return fn(*args, **kwargs)
+    finally:
+        box.empty()
+
+
+def rejoin_button() -> None:
+    """After a user left the line: the way back in."""
+    if st.session_state.get(LEFT_LINE) and st.button("Join the line again", type="primary"):
+        st.session_state[LEFT_LINE] = False
+        st.rerun()
 
 
 def presenter() -> bool:

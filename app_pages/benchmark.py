@@ -9,19 +9,20 @@ import streamlit as st
 import torch
 
 import ui
-from attn import bench, bench_figures as bf, kernels, masks
+from attn import bench, bench_figures as bf, kernels, limits, masks
 from attn.jobs import Cancelled
 from attn.state import parse_bounded_int, parse_choice
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "bench"
 ON_GPU = torch.cuda.is_available()
 # A 2-core CPU finishes every backend up to N = 4096 within about a minute; a GPU goes to 128k.
-N_CHOICES = [256, 512, 1024, 2048, 4096] + ([8192, 16384, 32768, 65536, 131072] if ON_GPU else [])
+N_CHOICES = [n for n in (256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072)
+             if ON_GPU or n <= limits.BENCH_CPU_MAX_N]
 DTYPES = ["bfloat16", "float16", "float32"] if ON_GPU else ["float32"]
 URL_KEYS = {
     "ns": lambda t: tuple(parse_choice(N_CHOICES, "N")(x) for x in t.split(",") if x),
-    "heads": lambda t: parse_bounded_int(t, "Heads", 1, 64),
-    "kvh": lambda t: parse_bounded_int(t, "KV heads", 1, 64),
+    "heads": lambda t: parse_bounded_int(t, "Heads", 1, limits.BENCH_MAX_HEADS),
+    "kvh": lambda t: parse_bounded_int(t, "KV heads", 1, limits.BENCH_MAX_HEADS),
     "hd": parse_choice((32, 64, 128), "Head dim"),
     "dtype": parse_choice(DTYPES, "Dtype"),
     "backends": lambda t: tuple(parse_choice(kernels.BACKENDS, "Backend")(x) for x in t.split(",") if x),
@@ -120,7 +121,7 @@ st.markdown(f"**Your run:** {len(cfg.ns)} sizes × {len(cfg.backends)} backends 
 @st.fragment
 def live_run():
     if st.button("Run the benchmark", type="primary"):
-        waiting = st.empty()
+        st.session_state[ui.LEFT_LINE] = False  # pressing Run is joining the line again
         bar = st.progress(0.0, text="waiting for the line…")
         total = len(cfg.ns) * len(cfg.backends)
         rows = []
@@ -130,13 +131,11 @@ def live_run():
             bar.progress(len(rows) / total, text=f"{row['backend']} at N = {row['n']:,}: {row['status']}")
 
         try:
-            with ui.job_queue().slot(on_wait=lambda pos: waiting.info(f"Another run is in progress: you are number "
-                                                                   f"{pos} in line.", icon="⏳"), timeout_s=600):
-                waiting.empty()
-                st.session_state["_bench_rows"] = bench.run_bench(cfg, progress)
-                st.session_state["_bench_cfg"] = cfg
+            st.session_state["_bench_rows"] = ui.in_line(bench.run_bench, cfg, progress=progress,
+                                                         what="the benchmark machine")
+            st.session_state["_bench_cfg"] = cfg
         except Cancelled as e:
-            waiting.warning(str(e))
+            st.warning(str(e), icon="⏳")
         bar.empty()
     rows = st.session_state.get("_bench_rows")
     if rows:

@@ -14,22 +14,21 @@ def control_key(lesson_id: str, step_no: int, name: str) -> str:
     return f"lsn.{lesson_id}.{step_no}.{name}"
 
 
-@st.cache_data(max_entries=64, show_spinner="Computing the figure…")
+@ui.cached("Computing the figure…")
 def step_figure(lesson_id, index, values):
     return lessons.get_lesson(lesson_id).steps[index].build_figure(dict(values))
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+@ui.cached()
 def step_note(lesson_id, index, values):
     return lessons.get_lesson(lesson_id).steps[index].note_for(dict(values))
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
-def step_run(lesson_id, index, values, _progress=None, _waiting=None):
+@ui.cached(queued=True)
+def step_run(lesson_id, index, values, _progress=None):
     # Cached for every session: a class pressing the same button runs the model once. The run waits its
-    # turn in the process-wide line for heavy work, like the Model Attention and Benchmark pages.
-    with ui.job_queue().slot(on_wait=_waiting, timeout_s=600):
-        return lessons.get_lesson(lesson_id).steps[index].run(dict(values), _progress)
+    # turn in the process-wide line for heavy work (place shown, can be left), like the Model Attention page.
+    return ui.in_line(lessons.get_lesson(lesson_id).steps[index].run, dict(values), progress=_progress)
 
 
 def go(delta: int) -> None:
@@ -147,16 +146,14 @@ with right:
                         icon="⏳")
                 pressed = st.button(step.run_label, key="run_step", type="primary")
             if pressed:
+                st.session_state[ui.LEFT_LINE] = False  # pressing Run is joining the line again
                 bar = st.progress(0.0, text="Loading the model…")
 
                 def progress(done, total, label):
                     bar.progress(min(done / total, 1.0), text=f"Forward pass {min(done + 1, total)} of {total}: {label}")
 
-                def waiting(place):
-                    bar.progress(0.0, text=f"Waiting for the model: {place} in line (one run at a time on this server)…")
-
                 try:
-                    results[run_key] = step_run(lesson_id, k - 1, items, _progress=progress, _waiting=waiting)
+                    results[run_key] = step_run(lesson_id, k - 1, items, _progress=progress)
                     ask.empty()
                 except (ValueError, RuntimeError, ImportError, OSError, Cancelled) as e:
                     st.error(f"The model could not run: {e}", icon="⚠️")

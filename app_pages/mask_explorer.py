@@ -6,14 +6,14 @@ import numpy as np
 import streamlit as st
 
 import ui
-from attn import figures, masks, render
+from attn import figures, limits, masks, render
 from attn.presets import PATTERN_INFO, rule_notes
 
 SAMPLE = "The quick brown fox jumps over the lazy dog while the cat sleeps in the warm sun"
-EXPORT_MAX_N = 4096
+EXPORT_MAX_N = limits.EXPORT_MAX_N
 
 
-@st.cache_data(max_entries=32, show_spinner="Computing the mask…")
+@ui.cached("Computing the mask…")
 def mask_fig(pattern, n, params, labels, tiles):
     rule = masks.build(pattern, n, **dict(params))
     if n <= figures.GRID_MAX_N:
@@ -21,12 +21,12 @@ def mask_fig(pattern, n, params, labels, tiles):
     return figures.overview_figure(render.tile_overview(rule, n, tiles))
 
 
-@st.cache_data(max_entries=32, show_spinner="Counting pairs…")
+@ui.cached("Counting pairs…")
 def stats(pattern, n, params):
     return render.mask_stats(masks.build(pattern, n, **dict(params)), n)
 
 
-@st.cache_data(max_entries=16, show_spinner="Comparing…")
+@ui.cached("Comparing…")
 def diff_fig(a, b, n, tiles):
     return figures.difference_figure(masks.build(a[0], n, **dict(a[1])), masks.build(b[0], n, **dict(b[1])), n, tiles)
 

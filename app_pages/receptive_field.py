@@ -37,17 +37,17 @@ def target_for(source, pattern, params, custom, n, layers):
     return build_stack(spec, layers, n, source)
 
 
-@st.cache_data(max_entries=32, show_spinner="Tracing paths through the layers…")
+@ui.cached("Tracing paths through the layers…")
 def token_reach(source, pattern, params, custom, n, token, layers):
     return reach.reach_of_token(target_for(source, pattern, params, custom, n, layers), n, token, layers)
 
 
-@st.cache_data(max_entries=16, show_spinner="Composing the layer masks…")
+@ui.cached("Composing the layer masks…")
 def matrix(source, pattern, params, custom, n, layers):
     return reach.reach_matrix(target_for(source, pattern, params, custom, n, layers), n, layers)
 
 
-@st.cache_data(max_entries=32)
+@ui.cached()
 def until(source, pattern, params, custom, n, a, b):
     return reach.layers_until(target_for(source, pattern, params, custom, n, reach.MAX_LAYERS), n, a, b)
 

@@ -30,7 +30,7 @@ from typing import Callable
 import torch
 
 from . import kernels as K
-from . import masks
+from . import limits, masks
 from .masks import DENSE_MAX_N, MaskRule
 from .presets import PATTERN_INFO, default_params
 from .render import mask_stats
@@ -56,7 +56,7 @@ GPU_PEAK_TFLOPS: tuple[tuple[str, dict[str, float], str], ...] = (
 # predicting whether a size finishes within the time cap (the naive backend measured
 # 6-12 GFLOP/s on the 2-core development machine); later sizes use the measured rate.
 CPU_ASSUMED_FLOPS_S = 5e9
-CPU_TIME_CAP_S = 60.0  # per row, on CPU
+CPU_TIME_CAP_S = limits.BENCH_ROW_TIME_S  # per row, on CPU
 CPU_MEMORY_FRACTION = 0.5  # of MemAvailable
 GPU_MEMORY_FRACTION = 0.9  # of free device memory
 
@@ -376,6 +376,8 @@ def validate(cfg: BenchConfig) -> torch.device:
         raise ValueError("Choose at least one backend.")
     if not cfg.ns:
         raise ValueError("Give at least one sequence length N.")
+    if len(cfg.ns) > limits.BENCH_MAX_SIZES:
+        raise ValueError(f"A sweep takes at most {limits.BENCH_MAX_SIZES} sequence lengths, got {len(cfg.ns)}.")
     for n in cfg.ns:
         masks.check_n(n)
     for name, value in (("batch size", cfg.batch), ("head dim", cfg.head_dim), ("number of repeats", cfg.repeats)):
@@ -384,6 +386,8 @@ def validate(cfg: BenchConfig) -> torch.device:
     if cfg.warmup < 1:
         raise ValueError(f"Warm-up needs at least 1 call (the first call compiles flex), got {cfg.warmup}.")
     K.check_heads(cfg.heads, cfg.kv_heads or cfg.heads)
+    if max(cfg.heads, cfg.kv_heads or 0) > limits.BENCH_MAX_HEADS:
+        raise ValueError(f"At most {limits.BENCH_MAX_HEADS} heads, got {cfg.heads}.")
     K.check_dtype(cfg.dtype)
     device = K.check_device(cfg.device)
     for n in cfg.ns:  # bad pattern parameters fail before anything runs

@@ -8,12 +8,12 @@ import sys
 
 import numpy as np
 
-from . import masks, rules
+from . import limits, masks, rules
 from .presets import PARAMS, PATTERN_INFO, default_params
 from .render import dense_numpy, mask_csv, mask_stats, tile_overview
 from .state import parse_int_list
 
-JSON_DENSE_MAX_N = 4096
+JSON_DENSE_MAX_N = limits.EXPORT_MAX_N
 
 
 def _int_list(what):
@@ -323,6 +323,52 @@ def cmd_ppl(args) -> int:
     return 0
 
 
+def cmd_loadtest(args) -> int:
+    import json
+
+    from . import limits
+    from .loadtest import LoadConfig, run_loadtest
+
+    if args.rule is not None:
+        params = (("rule", args.rule), ("rule_params", ", ".join(f"{k}={v}" for k, v in args.rule_params or ())),
+                  ("causal", True))
+        pattern, vary = masks.CUSTOM, False
+    else:
+        pattern, vary = args.pattern or "sliding_window", not args.same
+        params = (("window", args.window),) if args.window is not None else ()
+    cfg = LoadConfig(sessions=args.sessions, tokens=args.tokens, doc=args.doc, pattern=pattern, params=params,
+                     vary_window=vary, url=args.url, timeout_s=args.timeout_s, chromium=args.chromium,
+                     arrive_over_s=args.arrive_over_s)
+    report = run_loadtest(cfg).as_dict()
+    report["limits"] = {"JOB_WAIT_S": limits.JOB_WAIT_S, "CACHE_MAX_BYTES": limits.CACHE_MAX_BYTES}
+    rss = report["server_peak_rss_bytes"]
+    print(f"{report['completed']} of {report['sessions']} sessions completed, {len(report['errors'])} errors; "
+          f"latency p50 {report['p50_s']} s, p95 {report['p95_s']} s, max {report['max_s']} s; "
+          + (f"server peak RSS {rss / 2**30:.2f} GiB" if rss else "server peak RSS unknown (external server)")
+          + f"; CPU: server {report['server_cpu_s']} s, browsers {report['browser_cpu_s']} s")
+    for err in report["errors"][:10]:
+        print("  error:", err)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+    return 0 if not report["errors"] else 1
+
+
+def cmd_limits(args) -> int:
+    from . import limits
+
+    rows = limits.table()
+    if args.json:
+        import json
+
+        print(json.dumps(rows, indent=1))
+    else:
+        for row in rows:
+            print(f"{row['name']:<28} {row['value']:>14,}" if isinstance(row["value"], int) else
+                  f"{row['name']:<28} {row['value']:>14}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m attn", description="Attention Mask Lab command line.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -392,6 +438,26 @@ def main(argv=None) -> int:
     p.add_argument("--max-tokens", type=int, default=512, help="read the first T tokens (default 512)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_ppl)
+    p = sub.add_parser("loadtest", help="K browser sessions open the model page at once against a local server")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--pattern", choices=masks.PATTERNS, help="default sliding_window")
+    which.add_argument("--rule", help="a custom rule for every session (then all sessions ask for the same maps)")
+    p.add_argument("--param", dest="rule_params", action="append", type=_rule_param, metavar="NAME=INT")
+    p.add_argument("--sessions", type=int, default=30)
+    p.add_argument("--tokens", type=int, default=256)
+    p.add_argument("--doc", default="contract", help="a sample document: contract, story, meeting, stockroom")
+    p.add_argument("--window", type=int, help="window of session 0; session i uses window + i")
+    p.add_argument("--same", action="store_true", help="every session asks for the same maps (the cache's case)")
+    p.add_argument("--url", help="a running server on this machine instead of starting one")
+    p.add_argument("--timeout-s", type=float, default=300.0, help="per session")
+    p.add_argument("--arrive-over-s", type=float, default=60.0,
+                   help="open the sessions evenly over this many seconds (a class arriving within a minute); 0 = at once")
+    p.add_argument("--chromium", default="/usr/bin/chromium")
+    p.add_argument("--json", help="write the report to this file")
+    p.set_defaults(func=cmd_loadtest)
+    p = sub.add_parser("limits", help="every limit the app enforces (attn/limits.py)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_limits)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
+from .limits import GRID_MAX_N  # noqa: F401  (re-exported)
 from .masks import MaskRule, and_masks, not_mask
 from .render import TileOverview, tile_overview
 
-GRID_MAX_N = 128
 OVERVIEW_TILES = 512
 
 ALLOWED = "#1f4e79"

@@ -90,3 +90,19 @@ class JobQueue:
                     self._running.discard(ticket)
                     self.completed += 1
                 self._cond.notify_all()
+
+
+def deadline(progress: Callable, limit_s: float, clock: Callable[[], float] = time.monotonic) -> Callable:
+    """Wrap a progress callback of multi-step work (a sweep, a probe) so that the work stops with
+    Cancelled at its next step once it has run longer than limit_s. One forward pass cannot be cut
+    short, so single-step work is bounded by the input limits instead (attn/limits.py)."""
+    start = clock()
+
+    def check(*args, **kwargs):
+        elapsed = clock() - start
+        if elapsed > limit_s:
+            raise Cancelled(f"Stopped after {elapsed:.0f} s: one request may run for at most {limit_s:.0f} s. "
+                            "Choose fewer windows, sizes or trials.")
+        return progress(*args, **kwargs)
+
+    return check

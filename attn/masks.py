@@ -17,8 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-# Widest sequence any part of the app handles (128k tokens).
-MAX_N = 131072
+from .limits import DENSE_MAX_N, MAX_N  # noqa: F401  (re-exported: masks.MAX_N is the app's widest sequence)
 
 MaskMod = Callable[..., torch.Tensor]
 
@@ -135,8 +134,6 @@ class MaskRule:
     def has_intervals(self) -> bool:
         return self.row_keys_fn is not None
 
-
-DENSE_MAX_N = 16384
 
 
 def _fmt(v) -> str:

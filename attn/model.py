@@ -48,6 +48,7 @@ from typing import Callable, Sequence, Union
 import numpy as np
 import torch
 
+from . import limits as limits_mod  # `limits()` below returns this device's ModelLimits
 from .masks import LayerStack, MaskRule, and_masks, causal, sliding_window
 from .masks import sinks as sinks_rule
 
@@ -70,24 +71,10 @@ FULL = "full"  # the "window" that means full causal attention in a sweep
 DEFAULT_WINDOWS = (16, 32, 64, 128, 256, 512, FULL)
 
 
-@dataclass(frozen=True)
-class Limits:
-    """Largest inputs served, so that one request cannot hold the model for minutes.
-
-    CPU figures (2 cores, fp32 eager): a 512-token forward takes about 1 s and returns
-    30 x 9 x 512 x 512 attention weights (283 MB as float32); 1024 tokens take 3-4 s.
-    """
-
-    doc_chars: int = 20_000  # characters of pasted or uploaded text
-    loss_tokens: int = 2048  # tokens of one loss / perplexity forward
-    map_tokens: int = 512  # tokens for attention maps (memory grows as N²)
-    influence_tokens: int = 512  # tokens for a gradient (forward + backward)
-    new_tokens: int = 64  # tokens of a greedy continuation
-    encoder_tokens: int = 256  # all-MiniLM-L6-v2 was trained on 256-token inputs
-
-
-CPU_LIMITS = Limits()
-GPU_LIMITS = Limits(loss_tokens=8192, map_tokens=2048, influence_tokens=2048)
+# Largest inputs served (stated with every other limit in attn/limits.py).
+Limits = limits_mod.ModelLimits
+CPU_LIMITS = limits_mod.MODEL_CPU
+GPU_LIMITS = limits_mod.MODEL_GPU
 
 MAX_DOC_CHARS = CPU_LIMITS.doc_chars
 MAX_TOKENS = CPU_LIMITS.loss_tokens
@@ -779,8 +766,9 @@ PROBE_FACTS = (
     ("cold store", "1906"),
     ("roof hatch", "8431"),
 )
-MAX_PROBE_TRIALS = len(PROBE_FACTS)
-MAX_PROBE_DISTANCE = 1536
+MAX_PROBE_TRIALS = limits_mod.PROBE_MAX_TRIALS
+MAX_PROBE_DISTANCE = limits_mod.PROBE_MAX_DISTANCE
+assert len(PROBE_FACTS) >= MAX_PROBE_TRIALS, "each trial of a cell needs its own fact"
 PROBE_ANSWER_TOKENS = 6  # greedy tokens read for the answer (a 4-digit code is 4-5 tokens)
 
 

@@ -23,8 +23,8 @@ import torch
 
 from .masks import LayerStack, MaskRule, check_n, uniform_stack
 
-MAX_LAYERS = 64
-MATRIX_MAX_N = 1024  # boolean composition costs N³ per layer
+from .limits import MAX_LAYERS  # noqa: F401  (re-exported)
+from .limits import REACH_MATRIX_MAX_N as MATRIX_MAX_N  # boolean composition costs N³ per layer
 
 
 def as_stack(rule_or_stack, layers: int) -> LayerStack:

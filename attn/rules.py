@@ -52,10 +52,11 @@ from typing import Callable, Mapping
 import numpy as np
 import torch
 
+from . import limits
 from .masks import MAX_N, MaskRule, RowKeys, check_n
 
 # ----------------------------------------------------------------- limits ---
-MAX_RULE_CHARS = 500  # longer text is refused before it is parsed
+MAX_RULE_CHARS = limits.RULE_CHARS  # longer text is refused before it is parsed
 MAX_BRACKET_DEPTH = 20  # checked by a character scan before ast.parse, so it can never blow the stack
 MAX_TREE_DEPTH = 60  # checked on the parsed tree; bounds the recursion of our own walkers
 MAX_LITERAL = 10**7  # largest |literal| and |parameter value|
@@ -69,7 +70,7 @@ VALUE_LIMIT = 2**62
 # CPU while other jobs ran: 0.6-1.3 s single-threaded at N = 8192 for typical rules
 # (window, band, chunk, modulo, min/max); N = 16384 took 15-40 s, so the limit is 8192.
 # tests/test_rules.py::test_custom_max_n_is_fast keeps it honest.
-CUSTOM_MAX_N = 8192
+CUSTOM_MAX_N = limits.CUSTOM_MAX_N
 # A row's keys are stored as runs [start, end); a rule like (q + k) % 2 == 0 has N/2 runs
 # per row. The runs of one N (in total), and the padded (rows x runs) block handed out in
 # one call, are capped so that a fragmented rule costs at most ~64 MiB.

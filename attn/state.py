@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import Mapping
 
+from . import limits
 from .masks import MAX_N
 from .presets import PARAMS, PATTERN_INFO, PICKABLE, ParamSpec
 
 INT_MAX = {"seed": 2**31 - 1}
-MAX_TEXT = 500
-MAX_LIST_ITEMS = 64
+MAX_TEXT = limits.URL_TEXT_CHARS
+MAX_LIST_ITEMS = limits.URL_LIST_ITEMS
 PREFIXES = ("", "b_")
 
 

@@ -103,3 +103,18 @@ def test_a_failing_job_frees_its_slot_and_timeouts_leave_the_line():
     assert hold.is_set() and q.waiting == 0
     with pytest.raises(ValueError):
         JobQueue(0)
+
+
+def test_deadline_stops_multi_step_work_after_the_limit():
+    from attn.jobs import deadline
+
+    now = [0.0]
+    seen = []
+    check = deadline(lambda *a: seen.append(a), 10.0, clock=lambda: now[0])
+    check(0, 3, "first")
+    now[0] = 9.9
+    check(1, 3, "second")
+    now[0] = 10.5
+    with pytest.raises(Cancelled, match="at most 10 s"):
+        check(2, 3, "third")
+    assert seen == [(0, 3, "first"), (1, 3, "second")]
