@@ -137,6 +137,43 @@ def session_gone() -> bool:
     return not Runtime.instance().is_active_session(ctx.session_id)
 
 
+def set_cpu_threads() -> None:
+    """On a CPU, torch threads for the job about to run (attn.jobs.threads_for_job: all cores on an idle
+    machine, one when anything competes). ATTN_TORCH_THREADS fixes the number instead."""
+    import os
+
+    import torch
+
+    from attn.jobs import other_cpu_load, threads_for_job
+
+    if torch.cuda.is_available():
+        return
+    fixed = os.environ.get("ATTN_TORCH_THREADS", "")
+    queue = job_queue()
+    n = int(fixed) if fixed.isdigit() and int(fixed) > 0 else threads_for_job(
+        os.cpu_count() or 1, queue.workers, queue.waiting, other_cpu_load())
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
+def run_interrupted() -> bool:
+    """True when the browser asked this script run to stop or rerun (a click, a new setting, a closed tab).
+
+    Streamlit notices such a request only at the script's next `st.*` call, and a request waiting in
+    line makes none: without this check a "Leave the line" click would wait for the line to move.
+    Reads Streamlit's request state; should that internal name change, this returns False and the
+    request is noticed at the next redraw instead."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx(suppress_warning=True)
+    state = getattr(getattr(ctx, "script_requests", None), "_state", None)
+    return getattr(state, "name", "CONTINUE") in ("RERUN", "STOP")
+
+
+def leave_line_now() -> bool:
+    return session_gone() or run_interrupted()
+
+
 LEFT_LINE = "_left_line"  # session flag: this user pressed "Leave the line"
 
 
@@ -169,8 +206,9 @@ def in_line(fn, *args, what: str = "the model", **kwargs):
         kwargs["progress"] = deadline(kwargs["progress"], limits.JOB_RUN_S)
     try:
         # poll_s: how soon a closed session or a "Leave" is noticed; a freed slot wakes the next at once.
-        with job_queue().slot(on_wait=on_wait, cancelled=session_gone, timeout_s=limits.JOB_WAIT_S, poll_s=1.0):
+        with job_queue().slot(on_wait=on_wait, cancelled=leave_line_now, timeout_s=limits.JOB_WAIT_S, poll_s=1.0):
             box.empty()
+            set_cpu_threads()
             label = getattr(_running_label, "text", None)
             if label:
                 with st.spinner(label):

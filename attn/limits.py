@@ -63,6 +63,9 @@ JOB_WAIT_S = 600.0  # longest wait in the line for the model / kernels before gi
 JOB_RUN_S = 300.0  # longest one request may run; multi-forward work (sweeps, probes) stops here
 WORKERS_GPU = 1  # heavy jobs at once on a GPU (one model, one device)
 WORKERS_CPU_DEFAULT = 1  # on a CPU; ATTN_WORKERS overrides it
+# Torch threads per CPU job: chosen per job by attn.jobs.threads_for_job (all cores on an idle
+# machine, one when anything competes); ATTN_TORCH_THREADS fixes the number instead.
+OTHER_LOAD_FOR_ONE_THREAD = 0.3  # cores busy elsewhere above which a job runs on one thread
 
 # ------------------------------------------------------------------ caches ---
 # One process-wide LRU cache holds every page's computed results (attn.cache.BoundedCache).

@@ -118,3 +118,29 @@ def test_deadline_stops_multi_step_work_after_the_limit():
     with pytest.raises(Cancelled, match="at most 10 s"):
         check(2, 3, "third")
     assert seen == [(0, 3, "first"), (1, 3, "second")]
+
+
+def test_threads_for_job_uses_every_core_only_on_an_idle_machine():
+    from attn.jobs import threads_for_job
+
+    assert threads_for_job(cores=2, workers=1, waiting=0, other_load=0.0) == 2
+    assert threads_for_job(cores=2, workers=1, waiting=0, other_load=0.29) == 2
+    assert threads_for_job(cores=2, workers=1, waiting=0, other_load=0.8) == 1  # another process competes
+    assert threads_for_job(cores=2, workers=1, waiting=3, other_load=0.0) == 1  # people are waiting
+    assert threads_for_job(cores=8, workers=2, waiting=0, other_load=0.0) == 1  # two jobs share the cores
+    assert threads_for_job(cores=2, workers=1, waiting=0, other_load=None) == 1  # cannot tell: be safe
+
+
+def test_other_cpu_load_sees_a_busy_process():
+    import subprocess
+    import sys
+
+    from attn.jobs import other_cpu_load
+
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        assert other_cpu_load(0.5) >= 0.5  # the spinning child keeps about one core busy
+    finally:
+        busy.kill()
+        busy.wait()
