@@ -472,9 +472,13 @@ def document(lengths, causal: bool = True) -> MaskRule:
     check_n(n)
     doc_start_np = np.repeat(np.cumsum((0,) + lengths[:-1]), lengths).astype(np.int64)
     doc_end_np = np.repeat(np.cumsum(lengths), lengths).astype(np.int64)
-    doc_id = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
+    doc_id_cpu = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
+    doc_id_on = {}  # device -> the table there: flex_attention on CUDA indexes it with CUDA tensors
 
     def mask_mod(b, h, q, k):
+        doc_id = doc_id_on.get(q.device)
+        if doc_id is None:
+            doc_id = doc_id_on[q.device] = doc_id_cpu.to(q.device)
         same = doc_id[q] == doc_id[k]
         return same & (k <= q) if causal else same
 

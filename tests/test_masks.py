@@ -196,3 +196,14 @@ def test_layer_stack_gemma2_alternates():
 def test_bad_input_raises_value_error_in_words(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_document_mask_follows_the_index_device():
+    """flex_attention on a GPU calls mask_mod with CUDA indices; the document table must move with them.
+    The meta device stands in for CUDA here: indexing a CPU table with meta indices fails the same way."""
+    rule = M.document([3, 5])
+    q = torch.arange(8, device="meta")[:, None]
+    k = torch.arange(8, device="meta")[None, :]
+    out = rule.mask_mod(torch.tensor(0, device="meta"), torch.tensor(0, device="meta"), q, k)
+    assert out.device.type == "meta" and out.shape == (8, 8)
+    assert rule.dense(8).tolist() == [[(q // 3 == k // 3 if max(q, k) < 3 else min(q, k) >= 3) and k <= q for k in range(8)] for q in range(8)]
