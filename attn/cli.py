@@ -338,7 +338,7 @@ def cmd_loadtest(args) -> int:
         params = (("window", args.window),) if args.window is not None else ()
     cfg = LoadConfig(sessions=args.sessions, tokens=args.tokens, doc=args.doc, pattern=pattern, params=params,
                      vary_window=vary, url=args.url, timeout_s=args.timeout_s, chromium=args.chromium,
-                     arrive_over_s=args.arrive_over_s)
+                     arrive_over_s=args.arrive_over_s, browser_nice=args.browser_nice)
     report = run_loadtest(cfg).as_dict()
     report["limits"] = {"JOB_WAIT_S": limits.JOB_WAIT_S, "CACHE_MAX_BYTES": limits.CACHE_MAX_BYTES}
     rss = report["server_peak_rss_bytes"]
@@ -453,6 +453,8 @@ def main(argv=None) -> int:
     p.add_argument("--arrive-over-s", type=float, default=60.0,
                    help="open the sessions evenly over this many seconds (a class arriving within a minute); 0 = at once")
     p.add_argument("--chromium", default="/usr/bin/chromium")
+    p.add_argument("--browser-nice", type=int, default=10,
+                   help="run the browsers at this lower CPU priority (in a class they run on other machines); 0 = equal")
     p.add_argument("--json", help="write the report to this file")
     p.set_defaults(func=cmd_loadtest)
     p = sub.add_parser("limits", help="every limit the app enforces (attn/limits.py)")
