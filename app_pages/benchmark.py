@@ -20,12 +20,12 @@ N_CHOICES = [n for n in (256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 
              if ON_GPU or n <= limits.BENCH_CPU_MAX_N]
 DTYPES = ["bfloat16", "float16", "float32"] if ON_GPU else ["float32"]
 URL_KEYS = {
-    "ns": lambda t: tuple(parse_choice(N_CHOICES, "N")(x) for x in t.split(",") if x),
+    "ns": lambda t: tuple(dict.fromkeys(parse_choice(N_CHOICES, "N")(x) for x in t.split(",") if x)),  # repeats once
     "heads": lambda t: parse_bounded_int(t, "Heads", 1, limits.BENCH_MAX_HEADS),
     "kvh": lambda t: parse_bounded_int(t, "KV heads", 1, limits.BENCH_MAX_HEADS),
     "hd": parse_choice((32, 64, 128), "Head dim"),
     "dtype": parse_choice(DTYPES, "Dtype"),
-    "backends": lambda t: tuple(parse_choice(kernels.BACKENDS, "Backend")(x) for x in t.split(",") if x),
+    "backends": lambda t: tuple(dict.fromkeys(parse_choice(kernels.BACKENDS, "Backend")(x) for x in t.split(",") if x)),
 }
 
 

@@ -7,8 +7,9 @@ from attn import figures, masks, reach
 from attn.state import parse_bounded_int
 
 N, TOKEN = 48, 47
+W_MAX = 16  # the slider's end: a link may not ask for more than the slider can show
 URL_KEYS = {
-    "w": lambda t: parse_bounded_int(t, "Window", 1, N),
+    "w": lambda t: parse_bounded_int(t, "Window", 1, W_MAX),
     "layers": lambda t: parse_bounded_int(t, "Layers", 1, 12),
 }
 
@@ -31,7 +32,7 @@ ui.set_default("layers", 6)
 with st.container(border=True):
     st.markdown("#### Try it: a sliding window, and what it lets the last token see")
     c = st.columns(2)
-    w = c[0].slider("Window W (each token sees itself and the W − 1 tokens before it)", 1, 16, key="w")
+    w = c[0].slider("Window W (each token sees itself and the W − 1 tokens before it)", 1, W_MAX, key="w")
     layers = c[1].slider("Layers", 1, 12, key="layers")
     rule = masks.sliding_window(int(w))
     result = reach.reach_of_token(rule, N, TOKEN, int(layers))

@@ -309,6 +309,10 @@ elif view == "Retrieval":
 elif view == "Influence vs reach":
     inf_n = min(n, LIM.influence_tokens)
     inf_ids = ids[:inf_n]
+    if inf_n < 2:
+        st.info("Influence traces one token's loss back to the tokens before it: the text needs at least 2 tokens.",
+                icon="✍️")
+        st.stop()
     ui.set_default("target_tok", inf_n - 1)
     if st.session_state["target_tok"] > inf_n - 1:
         st.session_state["target_tok"] = inf_n - 1

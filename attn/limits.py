@@ -19,6 +19,8 @@ DENSE_MAX_N = 16_384  # an N×N boolean matrix: 256 MiB at this size
 CUSTOM_MAX_N = 8_192  # custom rules are evaluated pair by pair: 0.6–1.3 s here at 8192, 15–40 s at 16384
 GRID_MAX_N = 128  # cells drawn one by one; beyond, the exact tile overview
 EXPORT_MAX_N = 4_096  # JSON/CSV/NPY of a full mask (16M cells)
+BIGBIRD_MAX_RANDOM_BLOCKS = 64  # BigBird uses 2-3; 131,072 took 22 s and 2.9 GB for one 256-token view
+PARAM_MAX = MAX_N * 8  # any other integer parameter of a pattern (window, seed, block, …)
 
 # ------------------------------------------------------- receptive field ---
 MAX_LAYERS = 64

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .limits import DENSE_MAX_N, MAX_N  # noqa: F401  (re-exported: masks.MAX_N is the app's widest sequence)
+from .limits import BIGBIRD_MAX_RANDOM_BLOCKS, DENSE_MAX_N, MAX_N, PARAM_MAX  # noqa: F401  (re-exported: masks.MAX_N is the app's widest sequence)
 
 MaskMod = Callable[..., torch.Tensor]
 
@@ -154,8 +154,8 @@ def _positive(name: str, value, minimum: int = 1) -> int:
         raise ValueError(f"The {name} must be a whole number, got {value!r}.")
     if value < minimum:
         raise ValueError(f"The {name} must be at least {minimum}, got {value}.")
-    if value > MAX_N * 8:
-        raise ValueError(f"The {name} must be at most {MAX_N * 8}, got {value}.")
+    if value > PARAM_MAX:
+        raise ValueError(f"The {name} must be at most {PARAM_MAX}, got {value}.")
     return int(value)
 
 
@@ -354,6 +354,8 @@ def bigbird(
     """
     window = _positive("window", window)
     random_blocks = _positive("number of random blocks", random_blocks, 0)
+    if random_blocks > BIGBIRD_MAX_RANDOM_BLOCKS:
+        raise ValueError(f"The number of random blocks must be at most {BIGBIRD_MAX_RANDOM_BLOCKS}, got {random_blocks}.")
     seed = _positive("seed", seed, 0)
     block = _positive("block size", block)
     if not causal:

@@ -12,7 +12,8 @@ from . import limits
 from .masks import MAX_N
 from .presets import PARAMS, PATTERN_INFO, PICKABLE, ParamSpec
 
-INT_MAX = {"seed": 2**31 - 1}
+# Largest value a URL or a widget may give a parameter (default MAX_N): the builders' own bounds.
+INT_MAX = {"seed": limits.PARAM_MAX, "random_blocks": limits.BIGBIRD_MAX_RANDOM_BLOCKS}
 MAX_TEXT = limits.URL_TEXT_CHARS
 MAX_LIST_ITEMS = limits.URL_LIST_ITEMS
 PREFIXES = ("", "b_")
@@ -56,7 +57,8 @@ def parse_param(spec: ParamSpec, text: str):
 
 def parse_bounded_int(text: str, label: str, lo: int, hi: int) -> int:
     t = str(text).strip()
-    if not t.lstrip("-").isdigit() or len(t) > 12:
+    digits = t[1:] if t.startswith("-") else t
+    if not (digits.isascii() and digits.isdigit()) or len(t) > 12:  # '²'.isdigit() is True, int('²') fails
         raise ValueError(f"{label}: '{t[:20]}' is not a whole number.")
     v = int(t)
     if not lo <= v <= hi:

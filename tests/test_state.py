@@ -44,3 +44,14 @@ def test_unknown_keys_ignored_and_lists_normalised():
 def test_parse_int_list_errors():
     with pytest.raises(ValueError, match="at least 1"):
         parse_int_list("0,2", "document length", 1)
+
+
+def test_unicode_digits_are_refused_with_a_sentence():
+    import pytest
+
+    from attn.state import parse_bounded_int
+
+    for text in ("²", "５", "٣", "1²"):
+        with pytest.raises(ValueError, match="is not a whole number"):
+            parse_bounded_int(text, "N", 1, 100)
+    assert parse_bounded_int(" -3 ", "N", -5, 5) == -3
