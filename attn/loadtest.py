@@ -188,21 +188,43 @@ def chromium_pids(chromium: str, ancestor: int | None = None) -> list[int]:
     return [pid for pid, cmd in command.items() if name in cmd and descends(pid)]
 
 
+def driver_pids() -> list[int]:
+    """Playwright's driver (node), started by this process: it relays every page's messages."""
+    mine = os.getpid()
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                if ppid == mine and b"playwright" in (entry / "cmdline").read_bytes():
+                    out.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return out
+
+
 def lower_priority(pids, nice: int) -> None:
-    """Renice these processes to `nice` (never raising one that is already lower)."""
+    """Renice every thread of these processes to `nice` (never raising one that is already lower).
+    Linux keeps a nice value per thread: renicing a pid alone leaves its other threads (Chromium's
+    compositor and raster threads) where they were."""
     for pid in pids:
         try:
-            if os.getpriority(os.PRIO_PROCESS, pid) < nice:
-                os.setpriority(os.PRIO_PROCESS, pid, nice)
+            tids = [int(t.name) for t in Path(f"/proc/{pid}/task").iterdir()]
         except OSError:
             continue
+        for tid in tids:
+            try:
+                if os.getpriority(os.PRIO_PROCESS, tid) < nice:
+                    os.setpriority(os.PRIO_PROCESS, tid, nice)
+            except OSError:
+                continue
 
 
 async def _keep_low(chromium: str, nice: int) -> None:
     # Chromium sets its renderers' priorities itself (a foreground tab gets a boost), so new and
     # changed processes are lowered again twice a second for the whole run.
     while True:
-        lower_priority(chromium_pids(chromium), nice)
+        lower_priority(chromium_pids(chromium) + driver_pids(), nice)
         await asyncio.sleep(0.5)
 
 
