@@ -110,16 +110,17 @@ def cached(spinner: str | None = None, queued: bool = False):
             except TypeError:  # unhashable arguments (lists, arrays) are keyed by their pickle
                 key = (name, pickle.dumps(key[1], protocol=pickle.HIGHEST_PROTOCOL))
             cache = result_cache()
+            compute = functools.partial(fn, *args, **kwargs)
             if queued:
                 _running_label.text = spinner
                 try:
-                    return cache.get_or_compute(key, lambda: fn(*args, **kwargs))
+                    return cache.get_or_compute(key, compute)
                 finally:
                     _running_label.text = None
             if spinner and key not in cache:
                 with st.spinner(spinner):
-                    return cache.get_or_compute(key, lambda: fn(*args, **kwargs))
-            return cache.get_or_compute(key, lambda: fn(*args, **kwargs))
+                    return cache.get_or_compute(key, compute)
+            return cache.get_or_compute(key, compute)
 
         return run
 
@@ -150,8 +151,11 @@ def set_cpu_threads() -> None:
         return
     fixed = os.environ.get("ATTN_TORCH_THREADS", "")
     queue = job_queue()
-    n = int(fixed) if fixed.isdigit() and int(fixed) > 0 else threads_for_job(
-        os.cpu_count() or 1, queue.workers, queue.waiting, other_cpu_load())
+    if fixed.isdigit() and int(fixed) > 0:
+        n = int(fixed)
+    else:  # the 0.1 s load sample only when it can change the answer (one worker, nobody waiting)
+        alone = queue.workers == 1 and queue.waiting == 0
+        n = threads_for_job(os.cpu_count() or 1, queue.workers, queue.waiting, other_cpu_load() if alone else None)
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
 
@@ -177,6 +181,11 @@ def leave_line_now() -> bool:
 LEFT_LINE = "_left_line"  # session flag: this user pressed "Leave the line"
 
 
+def join_line() -> None:
+    """An explicit request (a Run button) puts a user who left back into the line."""
+    st.session_state[LEFT_LINE] = False
+
+
 def in_line(fn, *args, what: str = "the model", **kwargs):
     """Run heavy work in its turn in the process-wide line. While waiting, the user sees their place
     and a button to leave; a closed session leaves by itself. Work that reports progress is stopped
@@ -190,7 +199,7 @@ def in_line(fn, *args, what: str = "the model", **kwargs):
 
     def on_wait(position: int) -> None:
         # Redrawn only when the place changes: a class of 30 waiting must not flood the server and the
-        # browsers with identical updates (the line is polled four times a second).
+        # browsers with identical updates every time the line is polled.
         if shown.get("position") == position:
             return
         if not shown:  # the button is drawn once per wait (a widget key may appear once per run)
@@ -221,7 +230,7 @@ def in_line(fn, *args, what: str = "the model", **kwargs):
 def rejoin_button() -> None:
     """After a user left the line: the way back in."""
     if st.session_state.get(LEFT_LINE) and st.button("Join the line again", type="primary"):
-        st.session_state[LEFT_LINE] = False
+        join_line()
         st.rerun()
 
 

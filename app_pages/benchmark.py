@@ -121,7 +121,7 @@ st.markdown(f"**Your run:** {len(cfg.ns)} sizes × {len(cfg.backends)} backends 
 @st.fragment
 def live_run():
     if st.button("Run the benchmark", type="primary"):
-        st.session_state[ui.LEFT_LINE] = False  # pressing Run is joining the line again
+        ui.join_line()  # pressing Run joins the line again
         bar = st.progress(0.0, text="waiting for the line…")
         total = len(cfg.ns) * len(cfg.backends)
         rows = []

@@ -146,7 +146,7 @@ with right:
                         icon="⏳")
                 pressed = st.button(step.run_label, key="run_step", type="primary")
             if pressed:
-                st.session_state[ui.LEFT_LINE] = False  # pressing Run is joining the line again
+                ui.join_line()  # pressing Run joins the line again
                 bar = st.progress(0.0, text="Loading the model…")
 
                 def progress(done, total, label):

@@ -267,7 +267,7 @@ elif view == "Window sweep":
     windows = st.multiselect("Windows", SWEEP_WINDOWS, key="_windows", format_func=str)
     with_sinks = st.checkbox("Also with 4 sink tokens", value=True, key="_with_sinks")
     if st.button("Run the sweep", type="primary", disabled=not windows):
-        st.session_state[ui.LEFT_LINE] = False
+        ui.join_line()  # pressing Run joins the line again
         st.session_state["_sweep_req"] = (ids, tuple(windows), with_sinks)
     if st.session_state.get("_sweep_req") == (ids, tuple(windows), with_sinks):
         try:
@@ -294,7 +294,7 @@ elif view == "Retrieval":
     trials = c[2].slider("Facts per cell", 1, model.MAX_PROBE_TRIALS, 4, key="_r_trials")
     req = (tuple(r_windows), tuple(sorted(dists)), trials)
     if st.button("Run the probe", type="primary", disabled=not (r_windows and dists)):
-        st.session_state[ui.LEFT_LINE] = False
+        ui.join_line()  # pressing Run joins the line again
         st.session_state["_probe_req"] = req
     if st.session_state.get("_probe_req") == req:
         try:
@@ -340,7 +340,7 @@ elif view == "Continuation":
     st.caption(f"Prompt: the first {len(prompt_ids):,} tokens, ending “…{''.join(enc.pieces[max(0, len(prompt_ids) - 20):len(prompt_ids)])}”")
     req = (prompt_ids, key, int(new_tokens))
     if st.button("Generate both", type="primary"):
-        st.session_state[ui.LEFT_LINE] = False
+        ui.join_line()  # pressing Run joins the line again
         st.session_state["_gen_req"] = req
     if st.session_state.get("_gen_req") != req:
         st.stop()

@@ -58,11 +58,6 @@ class BoundedCache:
         with self._lock:
             return key in self._data
 
-    def clear(self) -> None:
-        with self._lock:
-            self._data.clear()
-            self.bytes = 0
-
     def get_or_compute(self, key: Hashable, compute: Callable[[], Any]) -> Any:
         """The cached value for key (a fresh copy), computing it once if absent."""
         with self._lock:

@@ -111,14 +111,25 @@ def deadline(progress: Callable, limit_s: float, clock: Callable[[], float] = ti
     return check
 
 
+def proc_stat(pid: int | str = "self") -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name: [0] state, [1] parent pid,
+    [11] user and [12] system CPU ticks. Raises OSError for a process that has gone."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def cpu_ticks(pid: int | str = "self") -> int:
+    """User + system CPU ticks of one process (os.sysconf("SC_CLK_TCK") per second)."""
+    fields = proc_stat(pid)
+    return int(fields[11]) + int(fields[12])
+
+
 def _cpu_ticks() -> tuple[int, int]:
     """(busy ticks of the whole machine, ticks of this process) from /proc."""
     with open("/proc/stat") as f:
         fields = [int(x) for x in f.readline().split()[1:]]
     busy = sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0)  # minus idle and iowait
-    with open("/proc/self/stat") as f:
-        own = f.read().rsplit(")", 1)[1].split()
-    return busy, int(own[11]) + int(own[12])
+    return busy, cpu_ticks()
 
 
 def other_cpu_load(sample_s: float = 0.1) -> float | None:

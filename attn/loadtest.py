@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import masks
+from .jobs import cpu_ticks, proc_stat
 from .presets import PATTERN_INFO, default_params
 from .state import encode_view
 
@@ -152,55 +153,50 @@ def peak_rss_bytes(pid: int) -> int | None:
 
 def cpu_seconds(pids) -> float:
     """User + system CPU time of these processes, from /proc (0 for ones that have gone)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    total = 0
     for pid in pids:
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
+            total += cpu_ticks(pid)
         except (OSError, IndexError, ValueError):
             continue
-    return total
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _processes() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, command line) of every process /proc shows."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                out[int(entry.name)] = (int(proc_stat(entry.name)[1]), cmd)
+            except (OSError, IndexError, ValueError):
+                continue
+    return out
 
 
 def chromium_pids(chromium: str, ancestor: int | None = None) -> list[int]:
     """Chromium processes started by `ancestor` (default: this process), at any depth."""
     name = Path(chromium).name
     ancestor = os.getpid() if ancestor is None else ancestor
-    parent, command = {}, {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                command[int(entry.name)] = (entry / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
-            except (OSError, IndexError, ValueError):
-                continue
+    table = _processes()
 
     def descends(pid: int) -> bool:
         for _ in range(64):
-            pid = parent.get(pid, 0)
+            pid = table.get(pid, (0, ""))[0]
             if pid == ancestor:
                 return True
             if pid <= 1:
                 return False
         return False
 
-    return [pid for pid, cmd in command.items() if name in cmd and descends(pid)]
+    return [pid for pid, (_, cmd) in table.items() if name in cmd.split(" ", 1)[0] and descends(pid)]
 
 
 def driver_pids() -> list[int]:
     """Playwright's driver (node), started by this process: it relays every page's messages."""
     mine = os.getpid()
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                if ppid == mine and b"playwright" in (entry / "cmdline").read_bytes():
-                    out.append(int(entry.name))
-            except (OSError, IndexError, ValueError):
-                continue
-    return out
+    return [pid for pid, (ppid, cmd) in _processes().items() if ppid == mine and "playwright" in cmd]
 
 
 def lower_priority(pids, nice: int) -> None:
