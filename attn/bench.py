@@ -387,8 +387,9 @@ def validate(cfg: BenchConfig) -> torch.device:
     if cfg.warmup < 1:
         raise ValueError(f"Warm-up needs at least 1 call (the first call compiles flex), got {cfg.warmup}.")
     K.check_heads(cfg.heads, cfg.kv_heads or cfg.heads)
-    if max(cfg.heads, cfg.kv_heads or 0) > limits.BENCH_MAX_HEADS:
-        raise ValueError(f"At most {limits.BENCH_MAX_HEADS} heads, got {cfg.heads}.")
+    most = max(cfg.heads, cfg.kv_heads or 0)
+    if most > limits.BENCH_MAX_HEADS:
+        raise ValueError(f"At most {limits.BENCH_MAX_HEADS} heads, got {most}.")
     K.check_dtype(cfg.dtype)
     device = K.check_device(cfg.device)
     for n in cfg.ns:  # bad pattern parameters fail before anything runs

@@ -324,9 +324,6 @@ def cmd_ppl(args) -> int:
 
 
 def cmd_loadtest(args) -> int:
-    import json
-
-    from . import limits
     from .loadtest import LoadConfig, run_loadtest
 
     if args.rule is not None:
@@ -340,7 +337,6 @@ def cmd_loadtest(args) -> int:
                      vary_window=vary, url=args.url, timeout_s=args.timeout_s, chromium=args.chromium,
                      arrive_over_s=args.arrive_over_s, browser_nice=args.browser_nice)
     report = run_loadtest(cfg).as_dict()
-    report["limits"] = {"JOB_WAIT_S": limits.JOB_WAIT_S, "CACHE_MAX_BYTES": limits.CACHE_MAX_BYTES}
     rss = report["server_peak_rss_bytes"]
     print(f"{report['completed']} of {report['sessions']} sessions completed, {len(report['errors'])} errors; "
           f"latency p50 {report['p50_s']} s, p95 {report['p95_s']} s, max {report['max_s']} s; "
@@ -355,12 +351,8 @@ def cmd_loadtest(args) -> int:
 
 
 def cmd_limits(args) -> int:
-    from . import limits
-
     rows = limits.table()
     if args.json:
-        import json
-
         print(json.dumps(rows, indent=1))
     else:
         for row in rows:

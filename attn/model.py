@@ -72,7 +72,6 @@ DEFAULT_WINDOWS = (16, 32, 64, 128, 256, 512, FULL)
 
 
 # Largest inputs served (stated with every other limit in attn/limits.py).
-Limits = limits_mod.ModelLimits
 CPU_LIMITS = limits_mod.MODEL_CPU
 GPU_LIMITS = limits_mod.MODEL_GPU
 
@@ -89,7 +88,7 @@ def device_name() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def limits() -> Limits:
+def limits() -> limits_mod.ModelLimits:
     """The limits for this process's device."""
     return GPU_LIMITS if device_name() == "cuda" else CPU_LIMITS
 
@@ -768,7 +767,6 @@ PROBE_FACTS = (
 )
 MAX_PROBE_TRIALS = limits_mod.PROBE_MAX_TRIALS
 MAX_PROBE_DISTANCE = limits_mod.PROBE_MAX_DISTANCE
-assert len(PROBE_FACTS) >= MAX_PROBE_TRIALS, "each trial of a cell needs its own fact"
 PROBE_ANSWER_TOKENS = 6  # greedy tokens read for the answer (a 4-digit code is 4-5 tokens)
 
 

@@ -87,3 +87,8 @@ def test_limits_table_lists_every_limit():
     names = {row["name"] for row in limits.table()}
     assert {"MAX_N", "MAX_LAYERS", "DOC_CHARS", "UPLOAD_MB", "BENCH_MAX_SIZES", "JOB_RUN_S", "JOB_WAIT_S",
             "CACHE_MAX_BYTES", "CACHE_MAX_ENTRIES", "MODEL_CPU.map_tokens"} <= names
+
+
+def test_every_probe_trial_has_its_own_fact():
+    assert len(model.PROBE_FACTS) >= limits.PROBE_MAX_TRIALS
+    assert len({key for key, _ in model.PROBE_FACTS}) == len(model.PROBE_FACTS)
