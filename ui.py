@@ -12,7 +12,9 @@ from __future__ import annotations
 import functools
 import inspect
 import pickle
+import sys
 import threading
+import time
 import urllib.parse
 
 import streamlit as st
@@ -138,9 +140,10 @@ def session_gone() -> bool:
     return not Runtime.instance().is_active_session(ctx.session_id)
 
 
-def set_cpu_threads() -> None:
+def set_cpu_threads() -> int | None:
     """On a CPU, torch threads for the job about to run (attn.jobs.threads_for_job: all cores on an idle
-    machine, one when anything competes). ATTN_TORCH_THREADS fixes the number instead."""
+    machine, one when anything competes). ATTN_TORCH_THREADS fixes the number instead. Returns the
+    number chosen (None on a GPU)."""
     import os
 
     import torch
@@ -148,7 +151,7 @@ def set_cpu_threads() -> None:
     from attn.jobs import other_cpu_load, threads_for_job
 
     if torch.cuda.is_available():
-        return
+        return None
     fixed = os.environ.get("ATTN_TORCH_THREADS", "")
     queue = job_queue()
     if fixed.isdigit() and int(fixed) > 0:
@@ -158,6 +161,7 @@ def set_cpu_threads() -> None:
         n = threads_for_job(os.cpu_count() or 1, queue.workers, queue.waiting, other_cpu_load() if alone else None)
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
+    return n
 
 
 def run_interrupted() -> bool:
@@ -213,18 +217,31 @@ def in_line(fn, *args, what: str = "the model", **kwargs):
 
     if kwargs.get("progress") is not None:
         kwargs["progress"] = deadline(kwargs["progress"], limits.JOB_RUN_S)
+    asked = time.monotonic()
     try:
         # poll_s: how soon a closed session or a "Leave" is noticed; a freed slot wakes the next at once.
         with job_queue().slot(on_wait=on_wait, cancelled=leave_line_now, timeout_s=limits.JOB_WAIT_S, poll_s=1.0):
             box.empty()
-            set_cpu_threads()
-            label = getattr(_running_label, "text", None)
-            if label:
-                with st.spinner(label):
-                    return fn(*args, **kwargs)
-            return fn(*args, **kwargs)
+            threads = set_cpu_threads()
+            started = time.monotonic()
+            try:
+                label = getattr(_running_label, "text", None)
+                if label:
+                    with st.spinner(label):
+                        return fn(*args, **kwargs)
+                return fn(*args, **kwargs)
+            finally:
+                log_job(getattr(fn, "__name__", "job"), started - asked, time.monotonic() - started, threads)
     finally:
         box.empty()
+
+
+def log_job(name: str, waited_s: float, ran_s: float, threads: int | None) -> None:
+    """One line per job in the server's log: what a class waited for, seen from the server
+    (`python -m attn loadtest` reads these lines beside the browsers' latencies)."""
+    from attn.jobs import job_log_line
+
+    print(job_log_line(name, waited_s, ran_s, threads, job_queue().waiting, time.time()), file=sys.stderr, flush=True)
 
 
 def rejoin_button() -> None:

@@ -323,6 +323,10 @@ def cmd_ppl(args) -> int:
     return 0
 
 
+def _s(seconds) -> str:
+    return "n/a" if seconds is None else f"{seconds:.1f} s"
+
+
 def cmd_loadtest(args) -> int:
     from .loadtest import LoadConfig, run_loadtest
 
@@ -333,15 +337,18 @@ def cmd_loadtest(args) -> int:
     else:
         pattern, vary = args.pattern or "sliding_window", not args.same
         params = (("window", args.window),) if args.window is not None else ()
+    mode = args.mode or ("warm" if vary else "cold")  # the same maps for all: nothing to ask once open
     cfg = LoadConfig(sessions=args.sessions, tokens=args.tokens, doc=args.doc, pattern=pattern, params=params,
-                     vary_window=vary, url=args.url, timeout_s=args.timeout_s, chromium=args.chromium,
-                     arrive_over_s=args.arrive_over_s, browser_nice=args.browser_nice)
+                     vary_window=vary, url=args.url, mode=mode, timeout_s=args.timeout_s, chromium=args.chromium,
+                     arrive_over_s=args.arrive_over_s, ask_over_s=args.ask_over_s, browser_nice=args.browser_nice)
     report = run_loadtest(cfg).as_dict()
     rss = report["server_peak_rss_bytes"]
+    what = "asking for maps (page open)" if mode == "warm" else "from opening the page"
     print(f"{report['completed']} of {report['sessions']} sessions completed, {len(report['errors'])} errors; "
-          f"latency p50 {report['p50_s']} s, p95 {report['p95_s']} s, max {report['max_s']} s; "
+          f"latency {what}: p50 {_s(report['p50_s'])}, p95 {_s(report['p95_s'])}, max {_s(report['max_s'])}; "
+          + (f"opening p95 {_s(report['open_p95_s'])}; " if mode == "warm" else "")
           + (f"server peak RSS {rss / 2**30:.2f} GiB" if rss else "server peak RSS unknown (external server)")
-          + f"; CPU: server {report['server_cpu_s']} s, browsers {report['browser_cpu_s']} s")
+          + f"; CPU: server {report['server_cpu_s']} s, whole machine {report['machine_cpu_s']} s")
     for err in report["errors"][:10]:
         print("  error:", err)
     if args.json:
@@ -430,7 +437,7 @@ def main(argv=None) -> int:
     p.add_argument("--max-tokens", type=int, default=512, help="read the first T tokens (default 512)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_ppl)
-    p = sub.add_parser("loadtest", help="K browser sessions open the model page at once against a local server")
+    p = sub.add_parser("loadtest", help="K browser sessions open the model page and ask for maps against a local server")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--pattern", choices=masks.PATTERNS, help="default sliding_window")
     which.add_argument("--rule", help="a custom rule for every session (then all sessions ask for the same maps)")
@@ -442,8 +449,14 @@ def main(argv=None) -> int:
     p.add_argument("--same", action="store_true", help="every session asks for the same maps (the cache's case)")
     p.add_argument("--url", help="a running server on this machine instead of starting one")
     p.add_argument("--timeout-s", type=float, default=300.0, help="per session")
+    p.add_argument("--mode", choices=("warm", "cold"),
+                   help="warm: open the page, then each session sets its own window (latency from Enter to the maps); "
+                        "cold: each session opens its own maps' URL (latency from opening). Default warm; cold with "
+                        "--same or --rule")
     p.add_argument("--arrive-over-s", type=float, default=60.0,
                    help="open the sessions evenly over this many seconds (a class arriving within a minute); 0 = at once")
+    p.add_argument("--ask-over-s", type=float, default=60.0,
+                   help="warm mode: once all are open, they ask evenly over this many seconds; 0 = at once")
     p.add_argument("--chromium", default="/usr/bin/chromium")
     p.add_argument("--browser-nice", type=int, default=10,
                    help="run the browsers at this lower CPU priority (in a class they run on other machines); 0 = equal")

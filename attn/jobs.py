@@ -153,3 +153,9 @@ def threads_for_job(cores: int, workers: int, waiting: int, other_load: float | 
     if workers > 1 or waiting > 0 or other_load is None or other_load > OTHER_LOAD_FOR_ONE_THREAD:
         return 1
     return max(1, cores)
+
+
+def job_log_line(name: str, waited_s: float, ran_s: float, threads: int | None, waiting: int, at_epoch: float) -> str:
+    """The server log's line for one finished job (read back by attn.loadtest.server_jobs)."""
+    return (f"attn job: {name} waited {waited_s:.3f} s, ran {ran_s:.3f} s, {threads or 'default'} threads, "
+            f"{waiting} waiting, at {at_epoch:.3f}")
