@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 
 import numpy as np
@@ -31,3 +32,21 @@ def mask_png(rule: MaskRule, n: int, tiles: int = 512, min_side: int = 512) -> b
     buf = io.BytesIO()
     img.save(buf, "PNG")
     return buf.getvalue()
+
+
+def colorscale_rgb(values: np.ndarray, scale) -> np.ndarray:
+    """uint8 (..., 3): values in [0, 1] coloured by a Plotly colorscale ([[stop, "#rrggbb"], ...]),
+    interpolated exactly as Plotly's heatmap does; NaN (gaps between tiles) is white."""
+    stops = np.array([float(stop) for stop, _ in scale])
+    colors = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for _, c in scale], dtype=float)
+    filled = np.nan_to_num(np.clip(values, 0.0, 1.0), nan=0.0)
+    rgb = np.stack([np.interp(filled, stops, colors[:, c]) for c in range(3)], axis=-1)
+    rgb[np.isnan(values)] = 255
+    return np.rint(rgb).astype(np.uint8)
+
+
+def png_data_uri(rgb: np.ndarray) -> str:
+    """A data: URI of the uint8 (H, W, 3) picture as PNG (what a Plotly Image trace takes as its source)."""
+    buf = io.BytesIO()
+    Image.fromarray(rgb, "RGB").save(buf, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")

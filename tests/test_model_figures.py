@@ -1,0 +1,65 @@
+"""The head grid drawn as one PNG: its pixels checked against the thumbnails, the colour scale and the
+layout (heads grouped by KV head, each thumbnail on its own scale, white gaps)."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+from PIL import Image
+
+from attn.model_figures import WEIGHT_SCALE, head_grid_figure
+from attn.pictures import colorscale_rgb
+
+
+def decode(fig) -> np.ndarray:
+    source = fig.data[0].source
+    assert source.startswith("data:image/png;base64,")
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(source.split(",", 1)[1]))).convert("RGB"))
+
+
+def test_colorscale_matches_the_scale_at_its_stops_and_between():
+    scale = [[0.0, "#ffffff"], [0.5, "#000000"], [1.0, "#ff0000"]]
+    rgb = colorscale_rgb(np.array([0.0, 0.25, 0.5, 0.75, 1.0, np.nan, 2.0]), scale)
+    assert rgb.tolist() == [[255, 255, 255], [128, 128, 128], [0, 0, 0], [128, 0, 0], [255, 0, 0],
+                            [255, 255, 255], [255, 0, 0]]  # NaN is white; above 1 is clipped
+
+
+def test_the_smallest_weight_is_tinted_and_zero_is_white():
+    rgb = colorscale_rgb(np.array([0.0, 1 / 512]), WEIGHT_SCALE)
+    assert rgb[0].tolist() == [255, 255, 255]
+    assert rgb[1].tolist() != [255, 255, 255]
+
+
+def test_head_grid_pixels_follow_the_thumbnails():
+    layers, heads, s = 3, 4, 8
+    kv_groups = [[0, 2], [1, 3]]  # columns in the picture: q0, q2, q1, q3
+    rng = np.random.default_rng(0)
+    thumbs = rng.random((layers, heads, s, s))
+    thumbs[1, 3] = 0.0  # an all-zero head stays white (scaled by 1, not by its zero maximum)
+    img = decode(head_grid_figure(thumbs, kv_groups, "t"))
+    gap = max(1, s // 8)
+    cell = s + gap
+    assert img.shape == (layers * cell - gap, heads * cell - gap, 3)
+    order = [0, 2, 1, 3]
+    for li in range(layers):
+        for ci, h in enumerate(order):
+            tile = img[li * cell: li * cell + s, ci * cell: ci * cell + s]
+            peak = thumbs[li, h].max() or 1.0
+            assert np.array_equal(tile, colorscale_rgb(thumbs[li, h] / peak, WEIGHT_SCALE)), (li, h)
+    assert (img[s: s + gap, :] == 255).all() and (img[:, s: s + gap] == 255).all()  # the gaps are white
+    dark = colorscale_rgb(np.array([1.0]), WEIGHT_SCALE)[0]
+    li, h = 2, 1
+    y, x = np.unravel_index(thumbs[li, h].argmax(), (s, s))
+    assert (img[li * cell + y, order.index(h) * cell + x] == dark).all()  # each head's maximum is the darkest
+
+
+def test_head_grid_labels_and_groups():
+    thumbs = np.ones((30, 9, 24, 24)) / 24
+    fig = head_grid_figure(thumbs, [[0, 1, 2], [3, 4, 5], [6, 7, 8]], "All 30 layers × 9 heads: causal")
+    assert list(fig.layout.yaxis.ticktext) == [f"L{i}" for i in range(30)]
+    assert list(fig.layout.xaxis.ticktext) == [f"q{h}" for h in range(9)]
+    assert [a.text for a in fig.layout.annotations] == [f"KV head {j}: query heads {3 * j}, {3 * j + 1}, {3 * j + 2}"
+                                                         for j in range(3)]
+    assert len(fig.to_json()) < 300_000  # one PNG, not 190,000 numbers
