@@ -22,8 +22,9 @@ $(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
+# MALLOC_ARENA_MAX: fewer glibc malloc arenas for a server with a thread per session (attn/limits.py).
 run: install
-	$(VENV)/bin/streamlit run app.py --server.port $(PORT)
+	MALLOC_ARENA_MAX=2 $(VENV)/bin/streamlit run app.py --server.port $(PORT)
 
 # Browser tests drive Debian's Chromium (Playwright's own download does not work here).
 browser:

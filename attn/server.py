@@ -12,6 +12,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from .limits import MALLOC_ARENAS
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -48,7 +50,7 @@ def running_server(log_path: Path, timeout: float = 60.0, env: dict | None = Non
         "--server.fileWatcherType", "none",  # the tests need no hot reload; watching the repo (venv included) floods inotify
     ]  # fmt: skip
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, PYTHONUNBUFFERED="1") | (env or {})
+    env = dict(os.environ, PYTHONUNBUFFERED="1", MALLOC_ARENA_MAX=str(MALLOC_ARENAS)) | (env or {})
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
         try:

@@ -18,6 +18,18 @@ def test_streamlit_upload_limit_is_the_stated_one():
     assert limits.DOC_CHARS * 4 <= limits.UPLOAD_MB * 10**6
 
 
+def test_every_server_start_caps_malloc_arenas_at_the_stated_number():
+    import re
+
+    run = re.search(r"^run:.*\n\t(.*)$", (REPO / "Makefile").read_text(), re.M).group(1)
+    assert f"MALLOC_ARENA_MAX={limits.MALLOC_ARENAS} " in run and "streamlit run app.py" in run
+    from attn.server import running_server
+
+    with running_server(REPO / "test-artifacts" / "streamlit-arenas.log", timeout=120) as (_, proc):
+        environ = Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0")
+    assert f"MALLOC_ARENA_MAX={limits.MALLOC_ARENAS}".encode() in environ  # the load test's and browser tests' server
+
+
 def test_modules_use_the_limits_module():
     assert masks.MAX_N == limits.MAX_N and masks.DENSE_MAX_N == limits.DENSE_MAX_N
     assert reach.MAX_LAYERS == limits.MAX_LAYERS and reach.MATRIX_MAX_N == limits.REACH_MATRIX_MAX_N
