@@ -90,7 +90,7 @@ ROW_FIELDS = (
     "device", "device_name", "torch", "date", "status", "reason",
     "time_ms", "time_ms_min", "repeats", "warmup", "first_call_ms", "compile_ms", "dense_mask_ms", "block_mask_ms",
     "peak_bytes", "mask_bytes", "peak_method", "estimate_bytes", "budget_bytes",
-    "allowed_pairs", "executed_pairs", "useful_flops", "executed_flops",
+    "allowed_pairs", "executed_pairs", "flex_block", "useful_flops", "executed_flops",
     "useful_tflops_s", "executed_tflops_s", "peak_tflops_s", "peak_source", "pct_of_peak",
     "max_abs_err", "check_atol", "check_ok", "check_against", "note",
 )  # fmt: skip
@@ -230,7 +230,7 @@ def estimate_bytes(backend: str, s: Shape, device_type: str) -> int:
 
 def executed_pairs(backend: str, n: int, allowed_pairs: int, flex_pairs: int | None) -> int:
     """Query-key pairs a backend computes: dense backends all N², is_causal N(N+1)/2,
-    flex the area of its non-empty 128 × 128 blocks (`flex_pairs`)."""
+    flex the area of its non-empty blocks (`flex_pairs`; 64 × 64 on a CPU, 128 × 128 on a GPU)."""
     if backend in K.DENSE_BACKENDS:
         return n * n
     if backend == "sdpa_causal":
@@ -436,7 +436,8 @@ def run_bench(cfg: BenchConfig, progress: Callable[[dict], None] | None = None) 
             row["useful_flops"] = pair_flops(st.allowed_pairs, cfg.batch, cfg.heads, cfg.head_dim)
             row["estimate_bytes"] = estimate_bytes(backend, shape, device.type)
             # Until flex's BlockMask exists, its executed pairs come from the exact tile counts.
-            flex_pairs = _tile_pairs(rule, n) if backend == "flex" else None
+            row["flex_block"] = K.flex_block(device) if backend == "flex" else None
+            flex_pairs = _tile_pairs(rule, n, row["flex_block"]) if backend == "flex" else None
             row["executed_pairs"] = executed_pairs(backend, n, st.allowed_pairs, flex_pairs)
             row["executed_flops"] = pair_flops(row["executed_pairs"], cfg.batch, cfg.heads, cfg.head_dim)
             repeats, skip = _plan(cfg, backend, n, row, budget, time_cap, rates, stopped)
@@ -471,11 +472,11 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def _tile_pairs(rule: MaskRule, n: int) -> int:
-    """Area of the non-empty 128 × 128 tiles (clipped at N), from the exact tile overview."""
+def _tile_pairs(rule: MaskRule, n: int, block: int = K.FLEX_BLOCK) -> int:
+    """Area of the non-empty block × block tiles (clipped at N), from the exact tile overview."""
     from .render import tile_overview
 
-    ov = tile_overview(rule, n, tile_size=K.FLEX_BLOCK)
+    ov = tile_overview(rule, n, tile_size=block)
     return int(ov.areas[ov.counts > 0].sum())
 
 

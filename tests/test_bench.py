@@ -46,6 +46,8 @@ def test_flops_by_hand_sliding_window_2048():
     # Query block i touches key blocks i-2 .. i: 1 + 2 + 14·3 = 45 blocks of 128².
     assert B._tile_pairs(M.sliding_window(w), n) == 45 * 128 * 128
     assert B.executed_pairs("flex", n, allowed, 45 * 128 * 128) == 737280
+    # On a CPU flex runs blocks of 64: 1 + 2 + 3 + 4 + 28·5 = 150 blocks of 64².
+    assert B._tile_pairs(M.sliding_window(w), n, 64) == 150 * 64 * 64 == 614400
 
 
 def test_estimates_grow_as_each_backend_should():
@@ -83,7 +85,10 @@ def test_tiny_run_rows_and_check():
     assert by["sdpa_causal"]["allowed_pairs"] == 300 * 301 // 2 and by["sdpa_causal"]["computes"] == "causal"
     assert "causal" in by["sdpa_causal"]["check_against"]
     assert by["naive"]["executed_pairs"] == 300 * 300
-    assert by["flex"]["executed_pairs"] == 3 * 128 * 128 + 44 * 128 + 44 * 44  # from its BlockMask
+    # From its BlockMask of 64 × 64 blocks (on a CPU): N = 300 is blocks of 64, 64, 64, 64, 44, and with
+    # W = 37 query block i touches key blocks i-1 and i.
+    assert by["flex"]["flex_block"] == 64 and by["naive"]["flex_block"] is None
+    assert by["flex"]["executed_pairs"] == 64 * 64 + 3 * 2 * 64 * 64 + 44 * 64 + 44 * 44
     assert by["flex"]["block_mask_ms"] > 0 and by["flex"]["compile_ms"] >= 0 and "flex" in by["flex"]["note"]
     assert by["naive"]["dense_mask_ms"] > 0 and by["naive"]["block_mask_ms"] is None
     # naive holds the B·H·N² scores (twice); the fused kernels stay far below.

@@ -197,21 +197,28 @@ def test_naive_without_fixup_would_give_nan():
 # -------------------------------------------------------------- blocks ---
 def test_block_mask_pairs_by_hand():
     # W = 37, N = 300 (blocks of 128, 128, 44): the 3 diagonal blocks and the 2 below them.
-    bm = K.build_block_mask(M.sliding_window(37), 300)
+    bm = K.build_block_mask(M.sliding_window(37), 300, block=128)
     assert K.block_mask_pairs(bm, 300) == 128 * 128 * 2 + 128 * 128 + 44 * 128 + 44 * 44
     # W = 256, N = 2048: query block i touches blocks i-2 .. i: 1 + 2 + 14·3 = 45 blocks.
-    bm = K.build_block_mask(M.sliding_window(256), 2048)
+    bm = K.build_block_mask(M.sliding_window(256), 2048, block=128)
     assert K.block_mask_pairs(bm, 2048) == 45 * 128 * 128
+    # The CPU's blocks of 64: query block i touches i-4 .. i: 1 + 2 + 3 + 4 + 28·5 = 150 blocks.
+    bm = K.build_block_mask(M.sliding_window(256), 2048, device="cpu")
+    assert bm.BLOCK_SIZE == (64, 64) and K.flex_block("cpu") == 64 and K.flex_block("cuda") == 128
+    assert K.block_mask_pairs(bm, 2048) == 150 * 64 * 64
 
 
+@pytest.mark.parametrize("block", [64, 128])
 @pytest.mark.parametrize("name", ["sliding_window_37", "local_global", "bigbird", "dilated", "document"])
-def test_block_mask_matches_exact_tile_counts(name):
+def test_block_mask_matches_exact_tile_counts(name, block):
     n = 300
     rule = RULES[name](n)
-    bm = K.build_block_mask(rule, n)
-    ov = tile_overview(rule, n, tile_size=128)
+    bm = K.build_block_mask(rule, n, block=block)
+    ov = tile_overview(rule, n, tile_size=block)
     assert K.block_mask_pairs(bm, n) == int(ov.areas[ov.counts > 0].sum())
-    assert int(bm.to_dense().sum()) == mask_stats(rule, n).blocks_touched
+    assert int(bm.to_dense().sum()) == int((ov.counts > 0).sum())
+    if block == 128:  # the explorer's "blocks run" counts flex's default blocks
+        assert int(bm.to_dense().sum()) == mask_stats(rule, n).blocks_touched
 
 
 # ---------------------------------------------------------- input checks ---
