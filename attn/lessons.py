@@ -315,6 +315,12 @@ class Grade:
     options: tuple[tuple[str, str], ...] = ()  # choice: (label, its computed value as text)
 
 
+def relative_error_text(rel: float) -> str:
+    """How far off, relative to the answer: a percentage up to 10×, then a multiple (a guess of -1e308
+    must not print a 300-digit percentage)."""
+    return f"{abs(rel):.1%} of the answer" if abs(rel) < 10 else f"{abs(rel):.3g} times the answer"
+
+
 def grade(question: Question, guess) -> Grade:
     """Compare a guess (a number or typed text; a choice label or index) with the computed answer."""
     sol = solve(question)
@@ -330,7 +336,7 @@ def grade(question: Question, guess) -> Grade:
             summary = "Exactly right."
         else:
             how = f"{fmt_number(abs(diff), question.unit)} too {'high' if diff > 0 else 'low'}"
-            how += f" ({abs(rel):.1%} of the answer)" if rel is not None else ""
+            how += f" ({relative_error_text(rel)})" if rel is not None else ""
             summary = f"Right: {how}, {question.tolerance_text()}." if correct else \
                 f"Off: {how}; {question.tolerance_text()}."
         return Grade(question.id, g, right, fmt_number(right, question.unit), correct, diff, rel, summary, explanation)

@@ -309,6 +309,14 @@ def test_grade_numbers():
     assert lessons.grade(q, f"{right + 4.9:.2f}%").correct and not lessons.grade(q, right - 5.1).correct
 
 
+def test_far_off_guesses_say_how_many_times_not_a_huge_percentage():
+    q = question("window-hops")  # exact: 8
+    assert "(25.0% of the answer)" in lessons.grade(q, 10).summary
+    assert "(900.0% of the answer)" in lessons.grade(q, 80).summary
+    g = lessons.grade(q, "-1e308")
+    assert "(1.25e+307 times the answer)" in g.summary and len(g.summary) < 200
+
+
 def test_grade_choices():
     q = question("cheapest-pairs")
     values = lessons.solve(q)
