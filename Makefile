@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 PORT   ?= 8501
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test install install-dev browser bench-cpu bench-model bench-gpu clean
+.PHONY: run test install install-dev browser bench-cpu bench-model bench-gpu gpu-sweeps gpu-check clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -54,10 +54,20 @@ bench-model: install
 # GPU sweep (on a machine with CUDA): B=1, H=16, d=128, bf16, N = 1k … 128k; results under assets/bench/.
 GPU_NS := 1024,2048,4096,8192,16384,32768,65536,131072
 GPU_ARGS := --device cuda --dtype bfloat16 --batch 1 --heads 16 --head-dim 128 --n $(GPU_NS) --repeats 20
-bench-gpu: install
+bench-gpu: install gpu-sweeps
+
+gpu-sweeps:
 	$(PY) -m attn bench --pattern sliding_window --window 4096 $(GPU_ARGS) --json assets/bench/kernels_gpu_sliding_window.json
 	$(PY) -m attn bench --pattern local_global --window 4096 --global 0,1,2,3 $(GPU_ARGS) --json assets/bench/kernels_gpu_local_global.json
 	$(PY) -m attn bench --pattern causal $(GPU_ARGS) --json assets/bench/kernels_gpu_causal.json
+
+# A lent GPU machine has torch with CUDA in its own python3 and no network: no venv there.
+# `make gpu-check` runs the GPU tests, then the sweep (each JSON is rewritten after every row,
+# so a run cut short by the machine's time limit keeps what it measured).
+GPU_PY ?= python3
+gpu-check:
+	$(GPU_PY) -m pytest -q -p no:cacheprovider -m gpu tests/test_kernels.py tests/test_bench.py
+	$(MAKE) gpu-sweeps PY=$(GPU_PY)
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts

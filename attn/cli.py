@@ -251,7 +251,15 @@ def cmd_bench(args) -> int:
         kv_heads=args.kv_heads, head_dim=args.head_dim, dtype=args.dtype, device=args.device, repeats=args.repeats,
         warmup=args.warmup, check=args.check, memory_budget_bytes=budget, time_cap_s=args.time_cap_s,
     )  # fmt: skip
-    rows = bench.run_bench(cfg, progress=lambda r: print(bench.summary_line(r), file=sys.stderr, flush=True))
+    done: list[dict] = []
+
+    def report(row: dict) -> None:
+        print(bench.summary_line(row), file=sys.stderr, flush=True)
+        done.append(row)
+        if args.json:  # after every row: a sweep cut short (a lent GPU's time limit) keeps the rows it finished
+            bench.write_json(done, args.json)
+
+    rows = bench.run_bench(cfg, progress=report)
     if args.json:
         bench.write_json(rows, args.json)
     if args.csv:
@@ -348,7 +356,8 @@ def cmd_loadtest(args) -> int:
           f"latency {what}: p50 {_s(report['p50_s'])}, p95 {_s(report['p95_s'])}, max {_s(report['max_s'])}; "
           + (f"opening p95 {_s(report['open_p95_s'])}; " if mode == "warm" else "")
           + (f"server peak RSS {rss / 2**30:.2f} GiB" if rss else "server peak RSS unknown (external server)")
-          + f"; CPU: server {report['server_cpu_s']} s, whole machine {report['machine_cpu_s']} s")
+          + f"; CPU: server {report['server_cpu_s']} s, whole machine {report['machine_cpu_s']} s"
+          + f" ({report['cpu_count']} × {report['cpu_model']})")
     for err in report["errors"][:10]:
         print("  error:", err)
     if args.json:

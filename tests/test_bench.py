@@ -231,6 +231,27 @@ def test_cli_bench_writes_json_and_csv(tmp_path, capsys):
     assert captured.out == "" and "flex" in captured.err  # rows go to the files, summaries to stderr
 
 
+def test_cli_bench_json_keeps_the_rows_of_a_sweep_cut_short(tmp_path, monkeypatch):
+    """A sweep stopped part-way (a lent GPU's time limit, Ctrl-C) leaves the rows it finished in --json."""
+    out = tmp_path / "partial.json"
+    measured = B._measure
+    calls = []
+
+    def measure_then_stop(row, *args, **kwargs):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(row["n"])
+        return measured(row, *args, **kwargs)
+
+    monkeypatch.setattr(B, "_measure", measure_then_stop)
+    args = ["bench", "--pattern", "causal", "--n", "17,40", "--heads", "2", "--head-dim", "16",
+            "--backends", "naive", "--repeats", "2", "--json", str(out)]  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):
+        cli.main(args)
+    rows = json.loads(out.read_text())
+    assert [(r["n"], r["backend"], r["status"]) for r in rows] == [(17, "naive", "ok")]
+
+
 def test_python_m_attn_bench(tmp_path):
     # The module entry point end to end (flex left out: its first call imports and
     # compiles for seconds, covered in-process above).

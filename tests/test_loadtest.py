@@ -146,6 +146,7 @@ def test_five_sessions_open_then_ask_at_once_with_bounded_memory(chromium_path):
     assert report.server_peak_rss_bytes is not None and 0 < report.server_peak_rss_bytes < RSS_BOUND_BYTES
     assert report.p50_s <= report.p95_s <= report.max_s
     assert report.machine_cpu_s >= report.server_cpu_s > 0
+    assert report.cpu_model and report.cpu_model == loadtest.cpu_model()  # the processor is part of the result
     jobs = report.server_jobs
     assert jobs["count"] == CI_SESSIONS  # the warm-up's forwards come before the measured run
     assert jobs["ran_p95_s"] > 0 and jobs["waited_max_s"] >= 0
