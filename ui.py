@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 import pickle
+import re
 import sys
 import threading
 import time
@@ -183,6 +185,12 @@ def leave_line_now() -> bool:
 
 
 LEFT_LINE = "_left_line"  # session flag: this user pressed "Leave the line"
+_WAITS = itertools.count()  # a key for each wait's "Leave the line" button
+
+
+def left_line() -> bool:
+    """This user pressed "Leave the line" and has not asked to run anything since."""
+    return bool(st.session_state.get(LEFT_LINE))
 
 
 def join_line() -> None:
@@ -196,7 +204,7 @@ def in_line(fn, *args, what: str = "the model", **kwargs):
     after limits.JOB_RUN_S. Leaving, waiting too long or running too long raise Cancelled."""
     from attn.jobs import Cancelled, deadline
 
-    if st.session_state.get(LEFT_LINE):
+    if left_line():
         raise Cancelled("You left the line. Press “Join the line again” to run it.")
     box = st.empty()
     shown = {}
@@ -206,10 +214,10 @@ def in_line(fn, *args, what: str = "the model", **kwargs):
         # browsers with identical updates every time the line is polled.
         if shown.get("position") == position:
             return
-        if not shown:  # the button is drawn once per wait (a widget key may appear once per run)
+        if not shown:  # the button is drawn once per wait; a run may wait more than once, and a key only once
             with box.container():
                 shown["text"] = st.empty()
-                st.button("Leave the line", key="_leave_line", on_click=st.session_state.__setitem__,
+                st.button("Leave the line", key=f"_leave_line_{next(_WAITS)}", on_click=st.session_state.__setitem__,
                           args=(LEFT_LINE, True))
         shown["position"] = position
         shown["text"].info(f"{what[0].upper() + what[1:]} is busy with other people's requests: you are number "
@@ -246,7 +254,7 @@ def log_job(name: str, waited_s: float, ran_s: float, threads: int | None) -> No
 
 def rejoin_button() -> None:
     """After a user left the line: the way back in."""
-    if st.session_state.get(LEFT_LINE) and st.button("Join the line again", type="primary"):
+    if left_line() and st.button("Join the line again", type="primary"):
         join_line()
         st.rerun()
 
@@ -321,6 +329,37 @@ def write_url_state(state: dict, extra_keys=()) -> str:
         st.query_params.from_dict(params)
     base = (st.context.url or "http://localhost:8501/").split("?")[0]
     return base + "?" + urllib.parse.urlencode(params)
+
+
+# What Markdown (and Streamlit's extras: $math$, :emoji: and :color[...] directives, ~strike~) reads as
+# formatting. Only these are escaped, so that a message keeps its letters in tests and logs
+# ("q >= k", "column 1: q.x", "sliding_window"): an underscore run between two letters or digits can
+# neither open nor close emphasis in CommonMark, so only other underscores are escaped.
+_MARKDOWN_ANYWHERE = re.compile(r"[\\`*\[\]<$~&]|:(?=\S)|_+")
+_MARKDOWN_LINE_START = re.compile(r"^([ ]*)([#>+=-]|\d+(?=[.)]))", re.MULTILINE)
+
+
+def _escape(m: re.Match) -> str:
+    s, run = m.string, m[0]
+    if run[0] == "_" and 0 < m.start() and m.end() < len(s) and s[m.start() - 1].isalnum() and s[m.end()].isalnum():
+        return run
+    return "".join("\\" + c for c in run)
+
+
+def markdown_literal(text: str) -> str:
+    """`text` escaped so that Streamlit's Markdown shows it letter for letter: a refused rule such as
+    `__import__('os')` or `9**9**9`, quoted in its message, must not turn into bold text or a formula.
+    (CommonMark lets a backslash escape any ASCII punctuation.)"""
+    text = _MARKDOWN_ANYWHERE.sub(_escape, str(text))
+    # Line starts: headings, quotes, list items ("- x", "2. x", "2) x"), setext underlines.
+    return _MARKDOWN_LINE_START.sub(lambda m: m[1] + (m[2] + "\\" if m[2][0].isdigit() else "\\" + m[2]), text)
+
+
+def notice(message, kind: str = "error", icon: str | None = "⚠️") -> None:
+    """A message box for text that quotes what a user typed or linked (errors, URL notices): shown as
+    written, never as Markdown."""
+    box = {"error": st.error, "warning": st.warning, "info": st.info}[kind]
+    box(markdown_literal(message), icon=icon)
 
 
 def set_default(key: str, value) -> None:

@@ -80,7 +80,7 @@ st.caption(
     "peak memory measured; sizes that would not fit are skipped with the reason."
 )
 for notice in ui.load_url_state("bench", extra=URL_KEYS):
-    st.warning(notice, icon="🔗")
+    ui.notice(notice, "warning", "🔗")
 device = "cuda" if ON_GPU else "cpu"
 st.markdown(f"This server runs on **{bench.device_name(torch.device(device))}**"
             + ("" if ON_GPU else " (no GPU here: sizes capped at N = 4,096; recorded GPU runs are shown below)."))
@@ -111,7 +111,7 @@ try:
                             device=device, repeats=5, check=check)
     bench.validate(cfg)
 except ValueError as e:
-    st.error(str(e), icon="⚠️")
+    ui.notice(e)
     st.stop()
 
 st.markdown(f"**Your run:** {len(cfg.ns)} sizes × {len(cfg.backends)} backends on {device}, "
@@ -135,7 +135,7 @@ def live_run():
                                                          what="the benchmark machine")
             st.session_state["_bench_cfg"] = cfg
         except Cancelled as e:
-            st.warning(str(e), icon="⏳")
+            ui.notice(e, "warning", "⏳")
         bar.empty()
     rows = st.session_state.get("_bench_rows")
     if rows:

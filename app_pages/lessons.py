@@ -67,7 +67,7 @@ def question_box(q: lessons.Question, number: int) -> None:
         if graded is None:
             st.button("Reveal the answer", key=f"reveal.{q.id}", on_click=reveal, args=(q,), type="primary")
             if f"_guess_error.{q.id}" in st.session_state:
-                st.warning(st.session_state[f"_guess_error.{q.id}"], icon="✍️")
+                ui.notice(st.session_state[f"_guess_error.{q.id}"], "warning", "✍️")
             return
         show = st.success if graded.correct else st.error
         show(f"**Answer: {graded.answer_text}.** {graded.summary}", icon="✅" if graded.correct else "❌")
@@ -98,7 +98,7 @@ if not st.session_state.get("_url_loaded_lessons"):
 else:
     notices = []
 for notice in notices:
-    st.warning(f"{notice} Opened with the defaults instead.", icon="🔗")
+    ui.notice(f"{notice} Opened with the defaults instead.", "warning", "🔗")
 
 top = st.columns([3, 2])
 lesson_id = top[0].selectbox("Lesson", lessons.LESSON_IDS, key="lesson", format_func=lambda i: lessons.LESSONS[i].title,
@@ -156,7 +156,7 @@ with right:
                     results[run_key] = step_run(lesson_id, k - 1, items, _progress=progress)
                     ask.empty()
                 except (ValueError, RuntimeError, ImportError, OSError, Cancelled) as e:
-                    st.error(f"The model could not run: {e}", icon="⚠️")
+                    ui.notice(f"The model could not run: {e}")
                 bar.empty()
         if run_key in results:
             figure = step.build_figure(values, results[run_key])
@@ -166,7 +166,7 @@ with right:
             figure = step_figure(lesson_id, k - 1, items)
             note = step_note(lesson_id, k - 1, items)
         except ValueError as e:
-            st.info(str(e), icon="ℹ️")
+            ui.notice(e, "info", "ℹ️")
     if figure is not None:
         ui.plot(figure, key="lesson_fig", filename=f"{lesson_id}_step{k}")
         if note:

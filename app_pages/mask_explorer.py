@@ -48,7 +48,7 @@ def sidebar_rule(prefix, title, default):
         params = ui.rule_params(pattern, raw)
         rule = masks.build(pattern, n, **params)
     except ValueError as e:
-        st.error(str(e), icon="⚠️")
+        ui.notice(e)
         return None
     for note in rule_notes(rule, n):
         st.info(note, icon="ℹ️")
@@ -98,7 +98,7 @@ def explain(pattern):
 st.title("Mask Explorer")
 st.caption("Which keys may each query attend to? Every cell below is computed from the same rule the kernels run.")
 for notice in ui.load_url_state("explorer"):
-    st.warning(notice, icon="🔗")
+    ui.notice(notice, "warning", "🔗")
 
 with st.sidebar:
     ui.set_default("n", 64)

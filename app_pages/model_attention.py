@@ -55,9 +55,11 @@ def in_line(fn, *args, **kwargs):
 
 
 def failed(error: Exception, icon: str = "⚠️"):
-    """A refused input or an abandoned request: say why, offer the way back into the line, stop."""
-    st.error(str(error), icon=icon)
-    ui.rejoin_button()
+    """A refused input or an abandoned request: say why, offer the way back into the line, stop.
+    One container for both, so that the next run's place in line replaces them together."""
+    with st.container():
+        ui.notice(error, "info" if ui.left_line() else "error", icon)
+        ui.rejoin_button()
     st.stop()
 
 
@@ -132,7 +134,7 @@ st.caption(
     "ANDed with causal. Every map, loss and answer below is the model's real output."
 )
 for notice in ui.load_url_state("model", n_min=16, extra=URL_KEYS):
-    st.warning(notice, icon="🔗")
+    ui.notice(notice, "warning", "🔗")
 info = loaded()
 
 with st.sidebar:
@@ -146,7 +148,7 @@ with st.sidebar:
             try:
                 text = model.decode_text(upload.getvalue())
             except ValueError as e:
-                st.error(str(e), icon="⚠️")
+                ui.notice(e)
                 text = ""
     else:
         text = DOCS[doc].text
@@ -161,7 +163,7 @@ try:
     model.check_text(text)
     enc = encoded(text, int(max_tokens))
 except ValueError as e:
-    st.info(str(e), icon="✍️")
+    ui.notice(e, "info", "✍️")
     st.stop()
 n = enc.n
 with st.sidebar:
@@ -185,13 +187,13 @@ try:
         raise ValueError(error)
     target = target_for(key)
 except ValueError as e:
-    st.error(str(e), icon="⚠️")
+    ui.notice(e)
     st.stop()
 label = model.target_label(target)
 ids = tuple(enc.ids)
 if enc.notice:
     st.caption(f"✂️ {enc.notice}")
-st.markdown(f"**{n:,} tokens** under **{label}** · model on **{info.device}**")
+st.markdown(f"**{n:,} tokens** under **{ui.markdown_literal(label)}** · model on **{info.device}**")
 
 ui.set_default("view", SECTIONS[0])
 view = st.segmented_control("Show", SECTIONS, key="view", label_visibility="collapsed") or SECTIONS[0]

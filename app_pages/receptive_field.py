@@ -64,7 +64,7 @@ st.caption(
     "(residual connections included): what the mask allows, not what a model uses."
 )
 for notice in ui.load_url_state("reach", extra=URL_KEYS):
-    st.warning(notice, icon="🔗")
+    ui.notice(notice, "warning", "🔗")
 
 with st.sidebar:
     ui.set_default("n", 256)
@@ -80,7 +80,7 @@ with st.sidebar:
             masks.build(pattern, n, **dict(params))
         except ValueError as e:
             error = str(e)
-            st.error(error, icon="⚠️")
+            ui.notice(error)
     elif source == "custom":
         ui.set_default("custom", "chunked chunk=32 | chunked chunk=32 | causal")
         custom = st.text_input("Rules, cycled over layers", key="custom", help="e.g. sliding_window window=64 | causal")
@@ -98,7 +98,7 @@ try:
     reach.check_token(token, n)
     result = token_reach(source, pattern, params, custom, n, token, layers)
 except ValueError as e:
-    st.error(f"{e}", icon="⚠️")
+    ui.notice(e)
     st.stop()
 
 target = target_for(source, pattern, params, custom, n, layers)

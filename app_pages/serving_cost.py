@@ -54,7 +54,7 @@ st.caption(
     "Every number is arithmetic you can check (see *Assumptions*)."
 )
 for notice in ui.load_url_keys("cost", URL_KEYS):
-    st.warning(notice, icon="🔗")
+    ui.notice(notice, "warning", "🔗")
 for key, value in DEFAULTS.items():
     ui.set_default(key, value)
 
@@ -77,7 +77,7 @@ with st.sidebar:
                                     params=int(round(params_b * 1e9)), windows=kv.parse_windows(windows_text))
         except ValueError as e:
             error = str(e)
-            st.error(error, icon="⚠️")
+            ui.notice(error)
     else:
         model = kv.PRESETS[model_key]
         st.caption(f"{model.layers} layers · {model.q_heads} query heads · {model.kv_heads} KV heads · head dim "
@@ -110,7 +110,7 @@ try:
     r = kv.report(model, context, batch, wdtype, kvdtype, design, overhead)
     verdict = kv.verdict(model, context, batch, wdtype, kvdtype, design, overhead)
 except ValueError as e:
-    st.error(str(e), icon="⚠️")
+    ui.notice(e)
     st.stop()
 
 st.subheader(f"{model.title} — {design.label}")

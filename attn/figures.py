@@ -7,6 +7,8 @@ base64), so a 512 x 512 overview stays near 1.4 MB of JSON.
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import plotly.graph_objects as go
 
@@ -39,9 +41,10 @@ def token_labels(text: str, n: int) -> list[str]:
 
 
 def wrap_label(text: str, width: int = 56) -> str:
-    """Break a long rule label at ', ' so figure titles fit half-width columns."""
+    """Break a long rule label at ', ' so figure titles fit half-width columns. Plotly reads titles
+    as HTML, so a custom rule's < and > are written as entities (it shows them as typed)."""
     lines, line = [], ""
-    for part in text.split(", "):
+    for part in html.escape(text, quote=False).split(", "):
         candidate = f"{line}, {part}" if line else part
         if line and len(candidate) > width:
             lines.append(line + ",")

@@ -54,3 +54,11 @@ def test_difference_figure_counts():
 def test_difference_of_progression_rule_large_n_is_refused():
     with pytest.raises(ValueError):
         figures.difference_figure(M.strided(64), M.causal(), 131072)
+
+
+def test_titles_write_a_rules_angle_brackets_as_entities():
+    # Plotly reads titles as HTML: in Chromium "q<b and b>k" shows as "qk" (a bold tag). Rule labels are
+    # written with spaces ("q < b"), which Plotly happens to leave alone; entities do not depend on that.
+    rule = M.custom("q<b and b>k or q == k", 16, b=3)
+    title = figures.grid_figure(rule, 16).layout.title.text
+    assert "q &lt; b and b &gt; k or q == k" in title and "<b" not in title.replace("<br>", "")

@@ -1,0 +1,54 @@
+"""Messages that quote user input are shown letter for letter (ui.markdown_literal), checked against
+an independent CommonMark renderer (markdown-it-py): what it renders is exactly the text we escaped."""
+
+import html
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from markdown_it import MarkdownIt
+
+import ui
+
+COMMONMARK = MarkdownIt("commonmark")
+
+
+def shown(markdown: str) -> str:
+    """The text a reader sees: the rendered paragraph without its tags, entities decoded."""
+    out = COMMONMARK.render(markdown).strip()
+    assert out.startswith("<p>") and out.endswith("</p>"), out  # one plain paragraph: no heading, list, code block
+    inner = out[3:-4]
+    assert "<" not in inner, out  # no emphasis, link, code span or raw HTML survived
+    return html.unescape(inner)
+
+
+@pytest.mark.parametrize("text", [
+    "Only abs(), min() and max() may be called; this call is not allowed (column 1: __import__('os'))",
+    "Attribute access (.) is not allowed (column 1: q.__class__)",
+    "** (power) is not allowed (column 1: 9**9**9)",
+    "Ignored URL parameter window: `x` is <b>not</b> a [link](http://example.com) or $x^2$ or :red[x]",
+    "first line\n- not a list\n2) not a list\n=== not a heading\n> not a quote", "# not a heading", "1. not a list", "- not a list", "> not a quote", "a\\b\\\\c", "~~not struck~~",
+])
+def test_refusals_read_as_written(text):
+    assert shown(ui.markdown_literal(text)) == text
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=80))
+def test_any_ascii_line_reads_as_written(text):
+    text = text.strip()
+    if text:
+        assert shown(ui.markdown_literal(text)) == text
+
+
+def test_unescaped_text_would_be_mangled():
+    # The reference renderer really does read these as Markdown: the test above can fail.
+    assert COMMONMARK.render("q.__class__ and 9**9**9") == "<p>q.<strong>class</strong> and 9<strong>9</strong>9</p>\n"
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="ab1_*`\\[]()<>$~&:#-+.=! ", min_size=1, max_size=40))
+def test_dense_markdown_punctuation_reads_as_written(text):
+    text = text.strip()
+    if text:
+        assert shown(ui.markdown_literal(text)) == text
