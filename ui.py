@@ -362,6 +362,16 @@ def notice(message, kind: str = "error", icon: str | None = "⚠️") -> None:
     box(markdown_literal(message), icon=icon)
 
 
+def shorten(text: str, width: int) -> str:
+    """text cut to `width` characters, with an ellipsis where it was cut (a long rule in a title)."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def count(n: int, noun: str) -> str:
+    """'1 size', '3 sizes'."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def set_default(key: str, value) -> None:
     if key not in st.session_state:
         st.session_state[key] = value

@@ -82,8 +82,11 @@ st.caption(
 for notice in ui.load_url_state("bench", extra=URL_KEYS):
     ui.notice(notice, "warning", "🔗")
 device = "cuda" if ON_GPU else "cpu"
-st.markdown(f"This server runs on **{bench.device_name(torch.device(device))}**"
-            + ("" if ON_GPU else " (no GPU here: sizes capped at N = 4,096; recorded GPU runs are shown below)."))
+# The CPU's thread count is chosen per run (all cores when idle, one under load), so it is named on each
+# row and figure, not here.
+st.markdown(f"This server runs on **{torch.cuda.get_device_name() if ON_GPU else 'cpu (' + bench.cpu_model() + ')'}**"
+            + ("" if ON_GPU else " (no GPU here: sizes capped at N = 4,096; each run uses all cores when the server is "
+                                  "idle, one thread when it is busy; recorded GPU runs are shown below)."))
 
 with st.sidebar:
     pattern = ui.pattern_select("", "Pattern", "sliding_window")
@@ -114,7 +117,7 @@ except ValueError as e:
     ui.notice(e)
     st.stop()
 
-st.markdown(f"**Your run:** {len(cfg.ns)} sizes × {len(cfg.backends)} backends on {device}, "
+st.markdown(f"**Your run:** {ui.count(len(cfg.ns), 'size')} × {ui.count(len(cfg.backends), 'backend')} on {device}, "
             f"{heads} heads ({kv_heads} KV), head dim {head_dim}, {dtype}.")
 
 

@@ -225,7 +225,7 @@ if view == "Attention maps":
     left, right = st.columns(2)
     with left:
         ui.plot(model_figures.attention_map_figure(masked[head], enc.pieces, f"Layer {layer}, head {head} (KV head "
-                f"{group}) under {label[:60]}", lo, hi, allowed),
+                f"{group}) under {ui.shorten(label, 60)}", lo, hi, allowed),
                 key="fig_masked", filename=f"attention_L{layer}_H{head}_masked")
     with right:
         ui.plot(model_figures.attention_map_figure(full[head], enc.pieces, f"Same head, full causal attention",
@@ -237,7 +237,7 @@ if view == "Attention maps":
     st.subheader("Every layer and head at a glance")
     st.caption("Each thumbnail is one head's map, averaged into 24 × 24 blocks and scaled to its own maximum. "
                "Columns are grouped by the KV head the query heads share (grouped-query attention).")
-    ui.plot(model_figures.head_grid_figure(thumbs, info.kv_groups, f"All 30 layers × 9 heads: {label[:70]}"),
+    ui.plot(model_figures.head_grid_figure(thumbs, info.kv_groups, f"All 30 layers × 9 heads: {ui.shorten(label, 70)}"),
             key="fig_grid", filename="attention_all_heads")
 
 elif view == "Loss per token":
@@ -352,7 +352,7 @@ elif view == "Continuation":
     except ValueError as e:
         failed(e)
     left, right = st.columns(2)
-    left.markdown(f"**Under {label[:80]}**")
+    left.markdown(f"**Under {ui.markdown_literal(ui.shorten(label, 80))}**")
     left.code(a.text or "(nothing)", language=None, wrap_lines=True)
     right.markdown("**Full causal attention**")
     right.code(b.text or "(nothing)", language=None, wrap_lines=True)
@@ -385,7 +385,7 @@ else:  # encoder
     left, right = st.columns(2)
     with left:
         ui.plot(model_figures.attention_map_figure(result.weights[e_layer, e_head], result.pieces,
-                f"Encoder layer {e_layer}, head {e_head}: {e_rule.label[:50]}", 0, hi, dense_numpy(e_rule, m).astype(bool)),
+                f"Encoder layer {e_layer}, head {e_head}: {ui.shorten(e_rule.label, 50)}", 0, hi, dense_numpy(e_rule, m).astype(bool)),
                 key="fig_enc", filename="encoder_masked")
     with right:
         ui.plot(model_figures.attention_map_figure(full_result.weights[e_layer, e_head], full_result.pieces,

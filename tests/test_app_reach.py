@@ -63,3 +63,13 @@ def test_custom_rule_reach_equals_the_sliding_window():
                    layers="8", token="63", layer="5")
     assert not at.exception and not at.error
     assert metric(at, "Reach after layer").value == f"{sliding_window_reach(63, 5, 4)} tokens"
+
+
+def test_reach_lists_single_positions_and_spans():
+    # Every 4th key (a custom rule) for one layer: four single positions; a window of 4: one span.
+    at = open_page(n="16", stack="pattern", pattern="custom", rule="q >= k and (q - k) % 4 == 0", layers="2",
+                   token="15", layer="1")
+    assert not at.exception and not at.error
+    assert any("can draw on positions 3, 7, 11, 15 (4 intervals)." in m.value for m in at.markdown)
+    at = open_page(n="16", stack="pattern", pattern="sliding_window", window="4", layers="2", token="15", layer="1")
+    assert any("can draw on positions 12–15 (1 interval)." in m.value for m in at.markdown)
