@@ -120,7 +120,7 @@ def encoder(text, pattern, params):
 
 
 def progress_bar(label):
-    bar = st.progress(0.0, text=label)
+    bar = st.empty()  # drawn once the work starts: nothing while the request waits in line or after it left
 
     def update(done, total, what):
         bar.progress(done / max(total, 1), text=f"{label}: {what} ({done}/{total})")
