@@ -30,6 +30,17 @@ def backends_of(rows) -> list[str]:
     return seen
 
 
+def n_tick(n: int) -> str:
+    """Sequence lengths as this field writes them: 512, 1k (= 1,024), 128k (= 131,072)."""
+    return f"{n // 1024}k" if n >= 1024 and n % 1024 == 0 else f"{n:,}"
+
+
+def _n_axis(fig: go.Figure, rows) -> None:
+    """A log N axis ticked at the measured sizes (Plotly's own log ticks read '2, 5, 1000, 2')."""
+    ns = sorted({r["n"] for r in rows})
+    fig.update_xaxes(type="log", title="sequence length N", tickvals=ns, ticktext=[n_tick(n) for n in ns])
+
+
 def growth_figure(rows, field: str, title: str, y_title: str, scale: float = 1.0, label: str = "") -> go.Figure:
     """field vs N per backend on log-log axes, with each backend's fitted slope in the legend."""
     fig = go.Figure()
@@ -44,7 +55,7 @@ def growth_figure(rows, field: str, title: str, y_title: str, scale: float = 1.0
         fig.add_scatter(x=ns, y=ys, mode="lines+markers", name=name,
                         line=dict(color=BACKEND_COLORS.get(b), dash=BACKEND_DASH.get(b, "solid"), width=3),
                         marker=dict(size=8), hovertemplate="N = %{x:,}: %{y:.4g}<extra>" + b + "</extra>")
-    fig.update_xaxes(type="log", title="sequence length N")
+    _n_axis(fig, rows)
     fig.update_yaxes(type="log", title=y_title)
     fig.update_layout(title=dict(text=title, x=0), height=430, template="plotly_white",
                       legend=dict(orientation="h", y=-0.22), margin=dict(t=70, b=40))
@@ -65,7 +76,7 @@ def throughput_figure(rows, title: str) -> go.Figure:
         fig.add_scatter(x=ns, y=[r["executed_tflops_s"] for r in pts], mode="lines", name=f"{b} executed",
                         line=dict(color=color, width=1.5, dash="dot"),
                         hovertemplate="%{y:.3g} TFLOP/s<extra>" + b + " executed</extra>")
-    fig.update_xaxes(type="log", title="sequence length N")
+    _n_axis(fig, rows)
     fig.update_yaxes(type="log", title="TFLOP/s")
     fig.update_layout(title=dict(text=title, x=0), height=430, template="plotly_white",
                       legend=dict(orientation="h", y=-0.22), margin=dict(t=70, b=40))

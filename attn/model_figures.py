@@ -118,7 +118,8 @@ def sweep_figure(series: dict, full_ppl: float | None, n_tokens: int) -> go.Figu
     if full_ppl is not None:
         fig.add_scatter(x=[min(w for s in series.values() for w, _ in s if w) or 1, n_tokens], y=[full_ppl, full_ppl],
                         mode="lines", name=f"full causal attention: {full_ppl:.2f}", line=dict(color="#000", dash="dash"))
-    fig.update_xaxes(type="log", title="window W (tokens)")
+    windows = sorted({w for points in series.values() for w, _ in points if w is not None})
+    fig.update_xaxes(type="log", title="window W (tokens)", tickvals=windows, ticktext=[str(w) for w in windows])
     fig.update_yaxes(title="perplexity (lower is better)")
     fig.update_layout(title=dict(text=f"Perplexity vs window on the first {n_tokens:,} tokens", x=0), height=440,
                       template="plotly_white", legend=dict(orientation="h", y=-0.2))

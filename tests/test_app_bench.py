@@ -48,3 +48,12 @@ def test_bad_settings_are_messages():
 def test_slope_fit():
     assert abs(bf.loglog_slope([1, 2, 4, 8], [3, 12, 48, 192]) - 2) < 1e-9
     assert bf.loglog_slope([5], [1]) is None
+
+
+def test_log_n_axes_are_ticked_at_the_measured_sizes():
+    rows = [{"backend": b, "n": n, "status": "ok", "time_ms": n / 100, "peak_bytes": n * 10, "useful_tflops_s": 1.0,
+             "executed_tflops_s": 2.0} for b in ("naive", "flex") for n in (512, 1024, 131072)]
+    for fig in (bf.growth_figure(rows, "time_ms", "t", "ms"), bf.throughput_figure(rows, "t")):
+        assert list(fig.layout.xaxis.tickvals) == [512, 1024, 131072]
+        assert list(fig.layout.xaxis.ticktext) == ["512", "1k", "128k"]
+    assert bf.n_tick(1536) == "1,536"  # not a whole number of k: written out

@@ -63,3 +63,10 @@ def test_head_grid_labels_and_groups():
     assert [a.text for a in fig.layout.annotations] == [f"KV head {j}: query heads {3 * j}, {3 * j + 1}, {3 * j + 2}"
                                                          for j in range(3)]
     assert len(fig.to_json()) < 300_000  # one PNG, not 190,000 numbers
+
+
+def test_sweep_axis_is_ticked_at_the_windows():
+    from attn.model_figures import sweep_figure
+
+    fig = sweep_figure({"sliding window": [(16, 300.0), (64, 50.0), (None, 14.0)], "sinks": [(16, 50.0)]}, 14.0, 512)
+    assert list(fig.layout.xaxis.tickvals) == [16, 64] and list(fig.layout.xaxis.ticktext) == ["16", "64"]
