@@ -75,7 +75,9 @@ def attention_map_figure(weights: np.ndarray, pieces, title: str, lo: int = 0, h
         fig.add_trace(go.Heatmap(z=shade, x=idx, y=idx, colorscale=[[0, MASKED_COLOR], [1, MASKED_COLOR]], opacity=0.12,
                                  showscale=False, hoverinfo="skip"))
     axis = dict(tickvals=list(idx), ticktext=labels, tickfont=dict(size=9)) if show_labels else {}
-    fig.update_xaxes(title="key (attended to)", **axis)
+    # Keys are labelled up to 24 tokens: more rotated labels overlap in a half-width map; the query axis
+    # keeps its labels (read across a row: that token's key is the one on the diagonal).
+    fig.update_xaxes(title="key (attended to)", **(axis if hi - lo <= 24 else {}))
     fig.update_yaxes(title="query", autorange="reversed", **axis)
     fig.update_layout(title=dict(text=html.escape(title), x=0), height=640, margin=dict(l=60, r=10, t=50, b=40),
                       plot_bgcolor="#ffffff")

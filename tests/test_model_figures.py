@@ -70,3 +70,14 @@ def test_sweep_axis_is_ticked_at_the_windows():
 
     fig = sweep_figure({"sliding window": [(16, 300.0), (64, 50.0), (None, 14.0)], "sinks": [(16, 50.0)]}, 14.0, 512)
     assert list(fig.layout.xaxis.tickvals) == [16, 64] and list(fig.layout.xaxis.ticktext) == ["16", "64"]
+
+
+def test_attention_map_labels_keys_only_when_they_fit():
+    from attn.model_figures import attention_map_figure
+
+    w = np.tril(np.ones((40, 40))) / np.arange(1, 41)[:, None]
+    pieces = [f"tok{i}" for i in range(40)]
+    wide = attention_map_figure(w, pieces, "t", 0, 40)
+    assert len(wide.layout.yaxis.ticktext) == 40 and wide.layout.xaxis.ticktext is None
+    narrow = attention_map_figure(w, pieces, "t", 0, 20)
+    assert list(narrow.layout.xaxis.ticktext) == list(narrow.layout.yaxis.ticktext) == [f"{i} tok{i}" for i in range(20)]
