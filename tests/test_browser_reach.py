@@ -178,7 +178,7 @@ def test_sliding_window_reach_follows_the_slider(server, page):
     assert metric_value(page, "Reach after layer 5") == "16 tokens"
     # Positions 63 − 15 .. 63, one run; the share is 16 of the 64 tokens 0..63.
     summary = page.get_by_text("After layer 5", exact=True).locator("xpath=ancestor::p[1]")
-    assert "can draw on positions 48–63 (1 interval(s))" in summary.inner_text(), summary.inner_text()
+    assert "can draw on positions 48–63 (1 interval)" in summary.inner_text(), summary.inner_text()
     assert metric_value(page, "Share of its context") == "25.0%"
     # The slider selects a view, not the stack: the growth curve is unchanged, and the URL follows.
     assert wait_reach_y(page, expected_y)["y"] == expected_y
