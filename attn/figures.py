@@ -216,7 +216,13 @@ def reach_growth_figure(counts: list[int], token: int, analytic: list[int] | Non
         legend=dict(orientation="h", y=-0.2),
         hovermode="x unified",
     )
+    fig.update_xaxes(dtick=_layer_dtick(len(counts)))
     return fig
+
+
+def _layer_dtick(layers: int) -> int | None:
+    """Layers are whole numbers: a tick per layer for a short stack (Plotly's own ticks read 1, 1.2, 1.4 …)."""
+    return 1 if layers <= 16 else None
 
 
 def reach_map_figure(sets: np.ndarray, token: int, labels: list[str] | None = None, bins: int = 1024):
@@ -253,7 +259,7 @@ def reach_map_figure(sets: np.ndarray, token: int, labels: list[str] | None = No
         margin=dict(l=10, r=10, t=50, b=10),
         plot_bgcolor="white",
     )
-    fig.update_yaxes(title_text="after layer", autorange="reversed")
+    fig.update_yaxes(title_text="after layer", autorange="reversed", dtick=_layer_dtick(layers))
     fig.update_xaxes(title_text="input position")
     if labels is not None and n <= 64:
         ticks = [f"{i} {w}" for i, w in enumerate(labels)]

@@ -62,3 +62,10 @@ def test_titles_write_a_rules_angle_brackets_as_entities():
     rule = M.custom("q<b and b>k or q == k", 16, b=3)
     title = figures.grid_figure(rule, 16).layout.title.text
     assert "q &lt; b and b &gt; k or q == k" in title and "<b" not in title.replace("<br>", "")
+
+
+def test_layer_axes_tick_whole_layers():
+    sets = np.zeros((2, 16), dtype=bool)
+    assert figures.reach_growth_figure([4, 4], 15).layout.xaxis.dtick == 1
+    assert figures.reach_map_figure(sets, 15).layout.yaxis.dtick == 1
+    assert figures.reach_growth_figure(list(range(1, 43)), 200).layout.xaxis.dtick is None  # 42 layers: Plotly's own
