@@ -225,10 +225,10 @@ if view == "Attention maps":
     left, right = st.columns(2)
     with left:
         ui.plot(model_figures.attention_map_figure(masked[head], enc.pieces, f"Layer {layer}, head {head} (KV head "
-                f"{group}) under {ui.shorten(label, 60)}", lo, hi, allowed),
+                f"{group}) under\n{ui.shorten(label, 60)}", lo, hi, allowed),
                 key="fig_masked", filename=f"attention_L{layer}_H{head}_masked")
     with right:
-        ui.plot(model_figures.attention_map_figure(full[head], enc.pieces, f"Same head, full causal attention",
+        ui.plot(model_figures.attention_map_figure(full[head], enc.pieces, "Same head,\nfull causal attention",
                                                    lo, hi), key="fig_full", filename=f"attention_L{layer}_H{head}_full")
     if allowed is not None:
         outside = float(full[head][~allowed].sum() / full[head].sum())

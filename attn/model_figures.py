@@ -55,6 +55,7 @@ def head_grid_figure(thumbs: np.ndarray, kv_groups, title: str) -> go.Figure:
 def attention_map_figure(weights: np.ndarray, pieces, title: str, lo: int = 0, hi: int | None = None,
                          allowed: np.ndarray | None = None) -> go.Figure:
     """One head's (N, N) attention weights for queries and keys lo..hi-1, token labels when few.
+    A newline in the title starts a second line.
     allowed (N, N) bool: cells the mask forbids are outlined (masked weights are exactly 0)."""
     n = weights.shape[-1]
     hi = n if hi is None else hi
@@ -79,7 +80,9 @@ def attention_map_figure(weights: np.ndarray, pieces, title: str, lo: int = 0, h
     # keeps its labels (read across a row: that token's key is the one on the diagonal).
     fig.update_xaxes(title="key (attended to)", **(axis if hi - lo <= 24 else {}))
     fig.update_yaxes(title="query", autorange="reversed", **axis)
-    fig.update_layout(title=dict(text=html.escape(title), x=0), height=640, margin=dict(l=60, r=10, t=50, b=40),
+    lines = title.split("\n")  # a long rule goes on a line of its own: half-width titles are clipped, not wrapped
+    fig.update_layout(title=dict(text="<br>".join(map(html.escape, lines)), x=0), height=640 + 20 * (len(lines) - 1),
+                      margin=dict(l=60, r=10, t=50 + 20 * (len(lines) - 1), b=40),
                       plot_bgcolor="#ffffff")
     return fig
 

@@ -51,7 +51,7 @@ def test_pick_document_and_window(server, page):
     )
     wait_idle(page)
     titles = page.evaluate(TITLES_JS)
-    assert any("Same head, full causal attention" in t for t in titles), titles
+    assert any("Same head,<br>full causal attention" in t for t in titles), titles
     assert any("All 30 layers" in t for t in titles), titles
     # Masked weights are exactly zero outside the window: check the large map's data in the browser.
     outside = page.evaluate(

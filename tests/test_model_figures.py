@@ -81,3 +81,11 @@ def test_attention_map_labels_keys_only_when_they_fit():
     assert len(wide.layout.yaxis.ticktext) == 40 and wide.layout.xaxis.ticktext is None
     narrow = attention_map_figure(w, pieces, "t", 0, 20)
     assert list(narrow.layout.xaxis.ticktext) == list(narrow.layout.yaxis.ticktext) == [f"{i} tok{i}" for i in range(20)]
+
+
+def test_attention_map_title_lines_are_escaped_one_by_one():
+    from attn.model_figures import attention_map_figure
+
+    fig = attention_map_figure(np.eye(4), list("abcd"), "Layer 0 under\ncustom(rule=q < b and b > k)", 0, 4)
+    assert fig.layout.title.text == "Layer 0 under<br>custom(rule=q &lt; b and b &gt; k)"
+    assert fig.layout.height == 660 and fig.layout.margin.t == 70
