@@ -349,7 +349,8 @@ def _escape(m: re.Match) -> str:
 def markdown_literal(text: str) -> str:
     """`text` escaped so that Streamlit's Markdown shows it letter for letter: a refused rule such as
     `__import__('os')` or `9**9**9`, quoted in its message, must not turn into bold text or a formula.
-    (CommonMark lets a backslash escape any ASCII punctuation.)"""
+    (CommonMark lets a backslash escape any ASCII punctuation. Streamlit still prints >=, <= and -> as
+    ≥, ≤ and →, escaped or not: seen in Chromium.)"""
     text = _MARKDOWN_ANYWHERE.sub(_escape, str(text))
     # Line starts: headings, quotes, list items ("- x", "2. x", "2) x"), setext underlines.
     return _MARKDOWN_LINE_START.sub(lambda m: m[1] + (m[2] + "\\" if m[2][0].isdigit() else "\\" + m[2]), text)
