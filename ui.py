@@ -13,7 +13,6 @@ import functools
 import inspect
 import itertools
 import pickle
-import re
 import sys
 import threading
 import time
@@ -27,6 +26,7 @@ from attn.masks import MAX_N
 from attn import rules
 from attn.presets import PARAMS, PATTERN_INFO, PICKABLE, default_params
 from attn.state import INT_MAX, decode_keys, decode_view, encode_view, format_int_list, parse_int_list
+from attn.text import markdown_literal
 
 PLOT_CONFIG_BASE = {"displaylogo": False, "toImageButtonOptions": {"scale": 2}}
 # Slide resolution for the camera button: 1920 × 1080 pixels, as PNG or SVG (sidebar choice).
@@ -331,46 +331,11 @@ def write_url_state(state: dict, extra_keys=()) -> str:
     return base + "?" + urllib.parse.urlencode(params)
 
 
-# What Markdown (and Streamlit's extras: $math$, :emoji: and :color[...] directives, ~strike~) reads as
-# formatting. Only these are escaped, so that a message keeps its letters in tests and logs
-# ("q >= k", "column 1: q.x", "sliding_window"): an underscore run between two letters or digits can
-# neither open nor close emphasis in CommonMark, so only other underscores are escaped.
-_MARKDOWN_ANYWHERE = re.compile(r"[\\`*\[\]<$~&]|:(?=\S)|_+")
-_MARKDOWN_LINE_START = re.compile(r"^([ ]*)([#>+=-]|\d+(?=[.)]))", re.MULTILINE)
-
-
-def _escape(m: re.Match) -> str:
-    s, run = m.string, m[0]
-    if run[0] == "_" and 0 < m.start() and m.end() < len(s) and s[m.start() - 1].isalnum() and s[m.end()].isalnum():
-        return run
-    return "".join("\\" + c for c in run)
-
-
-def markdown_literal(text: str) -> str:
-    """`text` escaped so that Streamlit's Markdown shows it letter for letter: a refused rule such as
-    `__import__('os')` or `9**9**9`, quoted in its message, must not turn into bold text or a formula.
-    (CommonMark lets a backslash escape any ASCII punctuation. Streamlit still prints >=, <= and -> as
-    ≥, ≤ and →, escaped or not: seen in Chromium.)"""
-    text = _MARKDOWN_ANYWHERE.sub(_escape, str(text))
-    # Line starts: headings, quotes, list items ("- x", "2. x", "2) x"), setext underlines.
-    return _MARKDOWN_LINE_START.sub(lambda m: m[1] + (m[2] + "\\" if m[2][0].isdigit() else "\\" + m[2]), text)
-
-
 def notice(message, kind: str = "error", icon: str | None = "⚠️") -> None:
     """A message box for text that quotes what a user typed or linked (errors, URL notices): shown as
     written, never as Markdown."""
     box = {"error": st.error, "warning": st.warning, "info": st.info}[kind]
     box(markdown_literal(message), icon=icon)
-
-
-def shorten(text: str, width: int) -> str:
-    """text cut to `width` characters, with an ellipsis where it was cut (a long rule in a title)."""
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def count(n: int, noun: str) -> str:
-    """'1 size', '3 sizes'."""
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def set_default(key: str, value) -> None:

@@ -12,6 +12,7 @@ import ui
 from attn import bench, bench_figures as bf, kernels, limits, masks
 from attn.jobs import Cancelled
 from attn.state import parse_bounded_int, parse_choice
+from attn.text import count
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "bench"
 ON_GPU = torch.cuda.is_available()
@@ -117,7 +118,7 @@ except ValueError as e:
     ui.notice(e)
     st.stop()
 
-st.markdown(f"**Your run:** {ui.count(len(cfg.ns), 'size')} × {ui.count(len(cfg.backends), 'backend')} on {device}, "
+st.markdown(f"**Your run:** {count(len(cfg.ns), 'size')} × {count(len(cfg.backends), 'backend')} on {device}, "
             f"{heads} heads ({kv_heads} KV), head dim {head_dim}, {dtype}.")
 
 

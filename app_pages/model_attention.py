@@ -11,6 +11,7 @@ from attn.jobs import Cancelled
 from attn.presets import STACK_PRESETS, build_stack
 from attn.render import dense_numpy
 from attn.state import parse_bounded_int, parse_choice
+from attn.text import markdown_literal, shorten
 
 LIM = model.limits()
 DOCS = {d.name: d for d in model.sample_docs()}
@@ -193,7 +194,7 @@ label = model.target_label(target)
 ids = tuple(enc.ids)
 if enc.notice:
     st.caption(f"✂️ {enc.notice}")
-st.markdown(f"**{n:,} tokens** under **{ui.markdown_literal(label)}** · model on **{info.device}**")
+st.markdown(f"**{n:,} tokens** under **{markdown_literal(label)}** · model on **{info.device}**")
 
 ui.set_default("view", SECTIONS[0])
 view = st.segmented_control("Show", SECTIONS, key="view", label_visibility="collapsed") or SECTIONS[0]
@@ -225,7 +226,7 @@ if view == "Attention maps":
     left, right = st.columns(2)
     with left:
         ui.plot(model_figures.attention_map_figure(masked[head], enc.pieces, f"Layer {layer}, head {head} (KV head "
-                f"{group}) under\n{ui.shorten(label, 60)}", lo, hi, allowed),
+                f"{group}) under\n{shorten(label, 60)}", lo, hi, allowed),
                 key="fig_masked", filename=f"attention_L{layer}_H{head}_masked")
     with right:
         ui.plot(model_figures.attention_map_figure(full[head], enc.pieces, "Same head,\nfull causal attention",
@@ -237,7 +238,7 @@ if view == "Attention maps":
     st.subheader("Every layer and head at a glance")
     st.caption("Each thumbnail is one head's map, averaged into 24 × 24 blocks and scaled to its own maximum. "
                "Columns are grouped by the KV head the query heads share (grouped-query attention).")
-    ui.plot(model_figures.head_grid_figure(thumbs, info.kv_groups, f"All 30 layers × 9 heads: {ui.shorten(label, 70)}"),
+    ui.plot(model_figures.head_grid_figure(thumbs, info.kv_groups, f"All 30 layers × 9 heads: {shorten(label, 70)}"),
             key="fig_grid", filename="attention_all_heads")
 
 elif view == "Loss per token":
@@ -352,7 +353,7 @@ elif view == "Continuation":
     except ValueError as e:
         failed(e)
     left, right = st.columns(2)
-    left.markdown(f"**Under {ui.markdown_literal(ui.shorten(label, 80))}**")
+    left.markdown(f"**Under {markdown_literal(shorten(label, 80))}**")
     left.code(a.text or "(nothing)", language=None, wrap_lines=True)
     right.markdown("**Full causal attention**")
     right.code(b.text or "(nothing)", language=None, wrap_lines=True)
@@ -385,7 +386,7 @@ else:  # encoder
     left, right = st.columns(2)
     with left:
         ui.plot(model_figures.attention_map_figure(result.weights[e_layer, e_head], result.pieces,
-                f"Encoder layer {e_layer}, head {e_head}: {ui.shorten(e_rule.label, 50)}", 0, hi, dense_numpy(e_rule, m).astype(bool)),
+                f"Encoder layer {e_layer}, head {e_head}: {shorten(e_rule.label, 50)}", 0, hi, dense_numpy(e_rule, m).astype(bool)),
                 key="fig_enc", filename="encoder_masked")
     with right:
         ui.plot(model_figures.attention_map_figure(full_result.weights[e_layer, e_head], full_result.pieces,

@@ -6,6 +6,7 @@ import ui
 from attn import figures, masks, reach
 from attn.presets import STACK_PRESETS, build_stack, reach_explanations
 from attn.state import parse_bounded_int
+from attn.text import count, spans_text
 
 SAMPLE = "The quick brown fox jumps over the lazy dog while the cat sleeps in the warm sun"
 SOURCES = ["pattern", *STACK_PRESETS, "custom"]
@@ -137,8 +138,7 @@ with right:
 labels = figures.token_labels(SAMPLE, n) if n <= 64 else None
 ui.plot(figures.reach_map_figure(result.sets, token, labels), key="fig_map", filename="reach_map")
 spans = reach.intervals_of(result.sets[layer - 1])
-shown = ", ".join(f"{a:,}" if b - a == 1 else f"{a:,}–{b - 1:,}" for a, b in spans[:12]) + (" …" if len(spans) > 12 else "")
-st.markdown(f"**After layer {layer}** token {token:,} can draw on positions {shown} ({ui.count(len(spans), 'interval')}).")
+st.markdown(f"**After layer {layer}** token {token:,} can draw on positions {spans_text(spans)} ({count(len(spans), 'interval')}).")
 
 if n > 128:
     st.caption("The full reach matrix (every output × every input) is drawn for N ≤ 128; above, trace one token.")

@@ -1,5 +1,6 @@
-"""Messages that quote user input are shown letter for letter (ui.markdown_literal), checked against
-an independent CommonMark renderer (markdown-it-py): what it renders is exactly the text we escaped."""
+"""attn.text: messages that quote user input are shown letter for letter (markdown_literal), checked
+against an independent CommonMark renderer (markdown-it-py): what it renders is exactly the text we escaped;
+and the short forms the pages print."""
 
 import html
 
@@ -8,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-import ui
+from attn.text import count, markdown_literal, shorten, spans_text
 
 COMMONMARK = MarkdownIt("commonmark")
 
@@ -30,7 +31,7 @@ def shown(markdown: str) -> str:
     "first line\n- not a list\n2) not a list\n=== not a heading\n> not a quote", "# not a heading", "1. not a list", "- not a list", "> not a quote", "a\\b\\\\c", "~~not struck~~",
 ])
 def test_refusals_read_as_written(text):
-    assert shown(ui.markdown_literal(text)) == text
+    assert shown(markdown_literal(text)) == text
 
 
 @settings(max_examples=300, deadline=None)
@@ -38,7 +39,7 @@ def test_refusals_read_as_written(text):
 def test_any_ascii_line_reads_as_written(text):
     text = text.strip()
     if text:
-        assert shown(ui.markdown_literal(text)) == text
+        assert shown(markdown_literal(text)) == text
 
 
 def test_unescaped_text_would_be_mangled():
@@ -51,4 +52,12 @@ def test_unescaped_text_would_be_mangled():
 def test_dense_markdown_punctuation_reads_as_written(text):
     text = text.strip()
     if text:
-        assert shown(ui.markdown_literal(text)) == text
+        assert shown(markdown_literal(text)) == text
+
+
+def test_short_forms():
+    assert shorten("custom(rule=q >= k)", 19) == "custom(rule=q >= k)" and shorten("abcdef", 4) == "abc…"
+    assert (count(1, "size"), count(0, "size"), count(1234, "interval")) == ("1 size", "0 sizes", "1,234 intervals")
+    assert spans_text([(3, 4), (7, 8), (12, 16)]) == "3, 7, 12–15"
+    assert spans_text([(i, i + 1) for i in range(0, 40, 2)], limit=3) == "0, 2, 4 …"
+    assert spans_text([(1000, 1001), (2000, 4096)]) == "1,000, 2,000–4,095"
