@@ -85,7 +85,7 @@ for notice in ui.load_url_state("bench", extra=URL_KEYS):
 device = "cuda" if ON_GPU else "cpu"
 # The CPU's thread count is chosen per run (all cores when idle, one under load), so it is named on each
 # row and figure, not here.
-st.markdown(f"This server runs on **{torch.cuda.get_device_name() if ON_GPU else 'cpu (' + bench.cpu_model() + ')'}**"
+st.markdown(f"This server runs on **{bench.device_name(torch.device(device), threads=False)}**"
             + ("" if ON_GPU else " (no GPU here: sizes capped at N = 4,096; each run uses all cores when the server is "
                                   "idle, one thread when it is busy; recorded GPU runs are shown below)."))
 

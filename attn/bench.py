@@ -108,11 +108,14 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def device_name(device: torch.device) -> str:
+def device_name(device: torch.device, threads: bool = True) -> str:
+    """The GPU's name, or the CPU's model and (for a measured row) the torch threads it ran with."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    threads = torch.get_num_threads()
-    return f"cpu ({cpu_model()}, {threads} thread{'' if threads == 1 else 's'})"
+    if not threads:
+        return f"cpu ({cpu_model()})"
+    n = torch.get_num_threads()
+    return f"cpu ({cpu_model()}, {n} thread{'' if n == 1 else 's'})"
 
 
 def _cpu_flags() -> set[str]:

@@ -260,7 +260,7 @@ def cmd_bench(args) -> int:
             bench.write_json(done, args.json)
 
     rows = bench.run_bench(cfg, progress=report)
-    if args.json:
+    if args.json and not rows:  # every row is already written by report()
         bench.write_json(rows, args.json)
     if args.csv:
         bench.write_csv(rows, args.csv)

@@ -111,7 +111,7 @@ class LoadReport:
     # how many jobs, how long they waited in line and how long they ran.
     server_jobs: dict | None = None
     cpu_count: int | None = field(default_factory=os.cpu_count)
-    # The processor matters: the same run took p95 66 s cold on a 2-core AMD EPYC and 36 s on a 2-core Xeon.
+    # The processor matters: the same cold run gave p95 66 s on a 2-core AMD EPYC, 19-42 s on a 2-core Xeon.
     cpu_model: str = field(default_factory=cpu_model)
     machine: str = field(default_factory=platform.node)
     date: str = field(default_factory=lambda: datetime.datetime.now().isoformat(timespec="seconds"))
