@@ -44,14 +44,11 @@ def script_that_waits_twice():
             time.sleep(0.01)
         return "first"
 
-    def record(position):
-        waits.append(position)
-
     original = queue.slot
 
     def slot(on_wait=None, **kwargs):  # count the waits the script's own requests saw
         def both(position):
-            record(position)
+            waits.append(position)
             if on_wait:
                 on_wait(position)
 
