@@ -31,7 +31,7 @@ import torch
 
 from . import kernels as K
 from . import limits, masks
-from .masks import DENSE_MAX_N, MaskRule
+from .masks import MaskRule
 from .presets import PATTERN_INFO, default_params
 from .render import mask_stats
 
@@ -56,6 +56,9 @@ GPU_PEAK_TFLOPS: tuple[tuple[str, dict[str, float], str], ...] = (
 # predicting whether a size finishes within the time cap (the naive backend measured
 # 6-12 GFLOP/s on the 2-core development machine); later sizes use the measured rate.
 CPU_ASSUMED_FLOPS_S = 5e9
+# The same for a GPU given a time cap (`--time-cap-s`): well below what an H100 runs dense
+# bf16 attention at (hundreds of TFLOP/s), so a first size is never skipped for time by mistake.
+GPU_ASSUMED_FLOPS_S = 5e13
 CPU_TIME_CAP_S = limits.BENCH_ROW_TIME_S  # per row, on CPU
 CPU_MEMORY_FRACTION = 0.5  # of MemAvailable
 GPU_MEMORY_FRACTION = 0.9  # of free device memory
@@ -172,17 +175,8 @@ def peak_tflops(device: torch.device, dtype: str) -> tuple[float | None, str]:
 
 def memory_budget_bytes(device: torch.device) -> int:
     """Memory a size may use: a fraction of free GPU memory, or of the CPU's available RAM."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free * GPU_MEMORY_FRACTION)
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(int(line.split()[1]) * 1024 * CPU_MEMORY_FRACTION)
-    except OSError:
-        pass
-    return int(8 * 2**30 * CPU_MEMORY_FRACTION)  # unknown: assume an 8 GiB machine
+    fraction = GPU_MEMORY_FRACTION if device.type == "cuda" else CPU_MEMORY_FRACTION
+    return int(K.available_bytes(device) * fraction)
 
 
 # -------------------------------------------------------------- estimates ---
@@ -213,13 +207,14 @@ def estimate_bytes(backend: str, s: Shape, device_type: str) -> int:
 
     Calibrated on CPU with torch's profiler (fp32, N = 1024..4096): naive holds two
     score copies (masked scores and probabilities); sdpa_mask converts the bool mask
-    to a float mask (N²·dtype); flex keeps about three output-sized buffers. Dense
-    masks and CPU BlockMasks are built from the predicate at 10 bytes per pair.
+    to a float mask (N²·dtype); flex keeps about three output-sized buffers. The
+    predicate costs 10 bytes per pair while it is evaluated: dense masks evaluate one
+    slab of rows at a time (kernels.dense_slab_rows), CPU BlockMasks all N² pairs at once.
     """
     n2 = s.n * s.n
     inputs = s.q_bytes + 2 * s.kv_bytes
     repeated_kv = 2 * s.q_bytes if s.heads != s.kv_heads else 0
-    build = _MASK_BUILD_BYTES_PER_PAIR * n2
+    build = _MASK_BUILD_BYTES_PER_PAIR * K.dense_slab_rows(s.n) * s.n
     if backend == "naive":
         work = n2 + max(build, n2 + 2 * s.scores_bytes) + repeated_kv + s.q_bytes
     elif backend == "sdpa_mask":
@@ -227,7 +222,7 @@ def estimate_bytes(backend: str, s: Shape, device_type: str) -> int:
     elif backend == "sdpa_causal":
         work = repeated_kv + s.q_bytes + s.batch * s.heads * s.n * 4
     else:  # flex: BlockMask and one output plus row statistics; CUDA builds it without N² memory
-        work = 3 * s.q_bytes + (build if device_type == "cpu" else 0)
+        work = 3 * s.q_bytes + (_MASK_BUILD_BYTES_PER_PAIR * n2 if device_type == "cpu" else 0)
     return inputs + work
 
 
@@ -487,13 +482,12 @@ def _plan(cfg, backend, n, row, budget, time_cap, rates, stopped) -> tuple[int, 
     """(repeats to run, reason to skip or None)."""
     if backend in stopped:
         return cfg.repeats, stopped[backend]
-    if backend in K.DENSE_BACKENDS and n > DENSE_MAX_N:
-        return cfg.repeats, f"dense masks stop at N = {DENSE_MAX_N}"
     if row["estimate_bytes"] > budget:
         return cfg.repeats, f"needs {_gib(row['estimate_bytes'])}, budget {_gib(budget)}"
     if time_cap is None:
         return cfg.repeats, None
-    rate = rates.get(backend, CPU_ASSUMED_FLOPS_S)
+    on_gpu = row.get("device") == "cuda"
+    rate = rates.get(backend, GPU_ASSUMED_FLOPS_S if on_gpu else CPU_ASSUMED_FLOPS_S)
     per_call_s = row["executed_flops"] / rate
     extra_calls = cfg.warmup + 1 + (1 if cfg.check else 0)  # warm-up, memory call, check call
     repeats = cfg.repeats
@@ -502,7 +496,7 @@ def _plan(cfg, backend, n, row, budget, time_cap, rates, stopped) -> tuple[int, 
         repeats = max(3, int(time_cap / per_call_s) - extra_calls)
         if per_call_s * (extra_calls + repeats) > time_cap:
             total = per_call_s * (extra_calls + repeats)
-            return repeats, f"would take about {total:.0f} s on this CPU, time cap {time_cap:.0f} s"
+            return repeats, f"would take about {total:.0f} s on this {'GPU' if on_gpu else 'CPU'}, time cap {time_cap:.0f} s"
     return repeats, None
 
 
@@ -510,8 +504,6 @@ def _references(cfg, rule, n, shape, q, k, v, device, budget) -> dict:
     """Naive attention in float32 on the same inputs: of the rule ("rule"), and of causal
     ("causal") for sdpa_causal. When it cannot run, "why" says so and the rows are unchecked."""
     ref_shape = Shape(shape.batch, shape.heads, shape.kv_heads, n, shape.head_dim, 4)
-    if n > DENSE_MAX_N:
-        return {"why": f"not checked: the naive reference stops at N = {DENSE_MAX_N}"}
     need = estimate_bytes("naive", ref_shape, device.type) + 3 * shape.q_bytes
     if need > budget:
         return {"why": f"not checked: the naive reference needs {_gib(need)}, budget {_gib(budget)}"}

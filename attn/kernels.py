@@ -26,11 +26,18 @@ import torch
 import torch.nn.functional as F
 
 from . import masks
-from .masks import DENSE_MAX_N, MaskRule
+from .masks import MaskRule
 
 BACKENDS = ("naive", "sdpa_mask", "sdpa_causal", "flex")
-# Backends that hold a dense (N, N) mask and so stop at masks.DENSE_MAX_N.
+# Backends that hold a dense (N, N) boolean mask: N² bytes, 16 GiB at N = 131072.
 DENSE_BACKENDS = ("naive", "sdpa_mask")
+
+# Dense masks are built a slab of query rows at a time on the target device, so building holds
+# the mask plus one slab's intermediates (a rule broadcasts (rows, 1) against (1, N) int64
+# indices: about 10 bytes a pair), not 10 bytes for every one of the N² pairs. What stops a
+# dense backend is then the memory it really needs (N² mask bytes, plus scores for naive),
+# checked against the device, not a fixed N: on a 140 GiB GPU sdpa_mask can run at 128k.
+DENSE_SLAB_PAIRS = 1 << 24
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -104,18 +111,48 @@ def check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[int, i
 
 
 # ----------------------------------------------------------------- masks ---
-def dense_mask(rule: MaskRule, n: int, device: torch.device | str = "cpu") -> torch.Tensor:
+def available_bytes(device: torch.device | str) -> int:
+    """Memory free for new tensors: free GPU memory, or the CPU's MemAvailable (8 GiB if unknown)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 8 * 2**30
+
+
+def dense_slab_rows(n: int, slab_pairs: int = DENSE_SLAB_PAIRS) -> int:
+    """Query rows evaluated together when a dense mask is built (at least one, at most n)."""
+    return min(n, max(1, slab_pairs // n))
+
+
+def dense_mask(rule: MaskRule, n: int, device: torch.device | str = "cpu", slab_pairs: int = DENSE_SLAB_PAIRS) -> torch.Tensor:
     """bool (n, n) on `device`: True where a query (row) may attend to a key (column).
 
-    Built on the CPU (rules may capture CPU tensors, e.g. document ids) and moved.
+    Evaluated on `device` in slabs of dense_slab_rows(n) query rows (the rule's mask_mod runs
+    on that device's indices, as flex's BlockMask builder runs it). Raises ValueError when the
+    N² bytes do not fit the device's free memory.
     """
     rule.check_length(n)
-    if n > DENSE_MAX_N:
+    device = torch.device(device)
+    rows = dense_slab_rows(n, slab_pairs)
+    need = n * n + 10 * rows * n
+    free = available_bytes(device)
+    if need > free:
         raise ValueError(
-            f"The dense backends need an N×N mask; N = {n} would need {n * n / 2**30:.1f} GiB, "
-            f"and dense masks stop at N = {DENSE_MAX_N}. Use the flex backend for longer sequences."
+            f"The dense backends need an N×N mask: N = {n} needs {need / 2**30:.1f} GiB, and this {device.type} has "
+            f"{free / 2**30:.1f} GiB free. Use the flex backend for longer sequences."
         )
-    return rule.dense(n).to(device)
+    out = torch.empty((n, n), dtype=torch.bool, device=device)
+    idx = torch.arange(n, device=device)
+    for r0 in range(0, n, rows):
+        out[r0:r0 + rows] = rule.allowed(idx[r0:r0 + rows, None], idx[None, :])  # (rows, n)
+    return out
 
 
 def build_block_mask(rule: MaskRule, n: int, device: torch.device | str = "cpu", block: int | None = None):

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 # ------------------------------------------------------------------ masks ---
 MAX_N = 131_072  # tokens of any mask: explorer, receptive field, kernels (128k)
-DENSE_MAX_N = 16_384  # an N×N boolean matrix: 256 MiB at this size
+DENSE_MAX_N = 16_384  # an N×N boolean matrix drawn or exported (256 MiB); the kernels stop at free memory instead
 CUSTOM_MAX_N = 8_192  # custom rules are evaluated pair by pair: 0.6–1.3 s here at 8192, 15–40 s at 16384
 GRID_MAX_N = 128  # cells drawn one by one; beyond, the exact tile overview
 EXPORT_MAX_N = 4_096  # JSON/CSV/NPY of a full mask (16M cells)

@@ -55,7 +55,7 @@ def test_estimates_grow_as_each_backend_should():
         return B.estimate_bytes(backend, B.Shape(1, 16, 16, n, 128, 2), device)
 
     for backend in ("naive", "sdpa_mask"):
-        assert 3.5 < est(backend, 32768) / est(backend, 16384) <= 4  # N² dominates
+        assert 3.5 < est(backend, 65536) / est(backend, 32768) <= 4  # N² dominates
     assert est("flex", 32768, "cuda") / est("flex", 16384, "cuda") == 2  # linear on GPU
     assert est("sdpa_causal", 32768) / est("sdpa_causal", 16384) == 2
     # naive holds two B·H·N² score copies.
@@ -96,11 +96,17 @@ def test_tiny_run_rows_and_check():
     assert by["naive"]["peak_bytes"] >= 2 * scores > by["sdpa_causal"]["peak_bytes"]
 
 
-def test_sweep_runs_in_ascending_order_and_stops_dense_at_the_limit():
-    cfg = B.BenchConfig("sliding_window", (20000, 17), ("naive",), (("window", 4),), heads=1, head_dim=16, repeats=1)
+def test_sweep_runs_in_ascending_order_and_dense_sizes_stop_at_the_memory_they_need():
+    budget = 2 * 2**30
+    cfg = B.BenchConfig("sliding_window", (20000, 17), ("naive",), (("window", 4),), heads=1, head_dim=16, repeats=1,
+                        memory_budget_bytes=budget)  # fmt: skip
     rows = B.run_bench(cfg)
     assert [(r["n"], r["status"]) for r in rows] == [(17, "ok"), (20000, "skipped")]
-    assert rows[1]["reason"] == "dense masks stop at N = 16384"
+    # The mask (N² bytes), one slab of predicate values, then two fp32 score copies and the output.
+    n2 = 20000**2
+    slab = 10 * K.dense_slab_rows(20000) * 20000
+    assert rows[1]["estimate_bytes"] == 3 * 20000 * 16 * 4 + n2 + max(slab, n2 + 2 * n2 * 4) + 20000 * 16 * 4
+    assert rows[1]["reason"] == f"needs {B._gib(rows[1]['estimate_bytes'])}, budget 2.0 GiB" == "needs 3.7 GiB, budget 2.0 GiB"
 
 
 # ------------------------------------------------------------ skip paths ---

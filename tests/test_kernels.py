@@ -222,11 +222,32 @@ def test_block_mask_matches_exact_tile_counts(name, block):
 
 
 # ---------------------------------------------------------- input checks ---
-def test_dense_masks_refuse_long_sequences():
-    with pytest.raises(ValueError, match="dense masks stop at N = 16384"):
-        K.dense_mask(M.sliding_window(8), M.DENSE_MAX_N + 1)
-    with pytest.raises(ValueError, match="16384"):
-        K.prepare("sdpa_mask", M.sliding_window(8), 20000)
+@pytest.mark.parametrize("slab_pairs", [1, 299, 300, 301, 4096, 1 << 24])
+@pytest.mark.parametrize("name", sorted(RULES))
+def test_dense_mask_built_in_slabs_matches_the_reference(name, slab_pairs):
+    n = 300
+    rule = RULES[name](n)
+    assert K.dense_slab_rows(n, slab_pairs) == min(n, max(1, slab_pairs // n))
+    np.testing.assert_array_equal(K.dense_mask(rule, n, slab_pairs=slab_pairs).numpy(), dense_numpy(rule, n))
+
+
+def test_dense_backends_run_past_the_explorer_dense_limit():
+    # Views stop drawing dense matrices at DENSE_MAX_N; kernels are limited by memory only.
+    n = M.DENSE_MAX_N + 100
+    rule = M.sliding_window(8)
+    dense = K.dense_mask(rule, n)
+    assert dense.shape == (n, n) and int(dense.sum()) == mask_stats(rule, n).allowed_pairs
+    rows = dense[[0, 7, 8, n - 1]]
+    for row, qi in zip(rows, (0, 7, 8, n - 1)):
+        assert torch.equal(torch.nonzero(row).flatten(), torch.arange(max(0, qi - 7), qi + 1))
+
+
+def test_dense_masks_refuse_what_memory_cannot_hold(monkeypatch):
+    monkeypatch.setattr(K, "available_bytes", lambda device: 2**30)
+    with pytest.raises(ValueError, match=r"N = 40000 needs 1\.6 GiB, and this cpu has 1\.0 GiB free\. Use the flex"):
+        K.dense_mask(M.sliding_window(8), 40000)
+    with pytest.raises(ValueError, match="Use the flex backend"):
+        K.prepare("sdpa_mask", M.sliding_window(8), 40000, cached=False)
 
 
 def test_bad_inputs_raise_plain_value_errors():
