@@ -395,9 +395,35 @@ def validate(cfg: BenchConfig) -> torch.device:
     return device
 
 
-def run_bench(cfg: BenchConfig, progress: Callable[[dict], None] | None = None) -> list[dict]:
+# What makes an earlier row the same measurement as one a sweep would take now.
+SETUP_FIELDS = ("pattern", "rule", "batch", "heads", "kv_heads", "head_dim", "dtype", "device_name", "torch")
+
+
+def reusable_rows(cfg: BenchConfig, rows: list[dict]) -> dict[tuple[int, str], dict]:
+    """{(n, backend): row} of earlier rows this sweep can keep instead of measuring again
+    (`bench --resume`): same setup (SETUP_FIELDS), a size and backend the sweep asks for,
+    and a measured outcome (ok or out of memory; skipped and failed rows are tried again)."""
+    device = validate(cfg)
+    kv_heads = cfg.kv_heads or cfg.heads
+    want = {"pattern": cfg.pattern, "batch": cfg.batch, "heads": cfg.heads, "kv_heads": kv_heads,
+            "head_dim": cfg.head_dim, "dtype": cfg.dtype, "device_name": device_name(device), "torch": torch.__version__}
+    keep = {}
+    for r in rows:
+        n, backend = r.get("n"), r.get("backend")
+        if n not in cfg.ns or backend not in cfg.backends or r.get("status") not in ("ok", "oom"):
+            continue
+        if any(r.get(f) != v for f, v in want.items()) or r.get("rule") != rule_for(cfg.pattern, n, dict(cfg.params)).label:
+            continue
+        keep[(n, backend)] = r
+    return keep
+
+
+def run_bench(cfg: BenchConfig, progress: Callable[[dict], None] | None = None,
+              reuse: dict[tuple[int, str], dict] | None = None) -> list[dict]:
     """Rows (dicts with ROW_FIELDS) for every (N, backend) of the sweep, N ascending.
-    `progress(row)` is called after each row."""
+    `progress(row)` is called after each row. `reuse` (from reusable_rows) holds rows measured
+    before: they are returned in their place, and steer the sweep as if just measured."""
+    reuse = reuse or {}
     device = validate(cfg)
     dtype = K.check_dtype(cfg.dtype)
     kv_heads = cfg.kv_heads or cfg.heads
@@ -413,7 +439,18 @@ def run_bench(cfg: BenchConfig, progress: Callable[[dict], None] | None = None) 
     rates: dict[str, float] = {}  # backend -> measured executed FLOP/s, for the CPU time cap
     stopped: dict[str, str] = {}  # backend -> why larger sizes are not tried (a real OOM)
     rows = []
+
+    def emit(row: dict) -> None:
+        rows.append(_complete(row))
+        if progress:
+            progress(rows[-1])
+
     for n in sorted(set(cfg.ns)):
+        if all((n, b) in reuse for b in cfg.backends):  # nothing to measure: no inputs to build
+            for backend in cfg.backends:
+                _steer(reuse[(n, backend)], rates, stopped)
+                emit(reuse[(n, backend)])
+            continue
         rule = rule_for(cfg.pattern, n, dict(cfg.params))
         shape = Shape(cfg.batch, cfg.heads, kv_heads, n, cfg.head_dim, torch.empty((), dtype=dtype).element_size())
         stats = {"rule": mask_stats(rule, n)}
@@ -425,6 +462,10 @@ def run_bench(cfg: BenchConfig, progress: Callable[[dict], None] | None = None) 
         v = torch.randn(cfg.batch, kv_heads, n, cfg.head_dim, generator=gen).to(device, dtype)
         refs = _references(cfg, rule, n, shape, q, k, v, device, budget) if cfg.check else {}
         for backend in cfg.backends:
+            if (n, backend) in reuse:
+                _steer(reuse[(n, backend)], rates, stopped)
+                emit(reuse[(n, backend)])
+                continue
             row = dict(common, backend=backend, rule=rule.label, n=n, date=_now())
             row["note"] = _cpu_load_note() if device.type == "cpu" else ""
             computed = K.computed_rule(backend, rule)
@@ -445,17 +486,22 @@ def run_bench(cfg: BenchConfig, progress: Callable[[dict], None] | None = None) 
             else:
                 _measure(row, cfg, backend, rule, n, q, k, v, device, repeats, refs)
                 if row["status"] == "ok":
-                    rates[backend] = row["executed_flops"] / (row["time_ms"] / 1e3)
                     _rates_to_row(row, peak)
-                elif row["status"] == "oom":
-                    stopped[backend] = f"ran out of memory at N = {n}"
-            rows.append(_complete(row))
-            if progress:
-                progress(rows[-1])
+                _steer(row, rates, stopped)
+            emit(row)
             _free(device, collect=row["status"] in ("oom", "error"))
         del q, k, v, refs
         _free(device)
     return rows
+
+
+def _steer(row: dict, rates: dict, stopped: dict) -> None:
+    """What a row tells the rest of the sweep: its backend's measured rate (for the time
+    cap), or that it ran out of memory (larger sizes are not tried)."""
+    if row["status"] == "ok":
+        rates[row["backend"]] = row["executed_flops"] / (row["time_ms"] / 1e3)
+    elif row["status"] == "oom":
+        stopped[row["backend"]] = f"ran out of memory at N = {row['n']}"
 
 
 def _cpu_load_note() -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 import numpy as np
@@ -251,6 +252,19 @@ def cmd_bench(args) -> int:
         kv_heads=args.kv_heads, head_dim=args.head_dim, dtype=args.dtype, device=args.device, repeats=args.repeats,
         warmup=args.warmup, check=args.check, memory_budget_bytes=budget, time_cap_s=args.time_cap_s,
     )  # fmt: skip
+    reuse = {}
+    if args.resume:
+        if not args.json:
+            raise ValueError("--resume keeps the rows of the --json file: give --json FILE too.")
+        try:
+            earlier = bench.read_json(args.json) if os.path.exists(args.json) else []
+        except ValueError as e:
+            raise ValueError(f"--resume: {args.json} is not a JSON file of bench rows ({e}).") from None
+        if not isinstance(earlier, list) or not all(isinstance(r, dict) for r in earlier):
+            raise ValueError(f"--resume: {args.json} is not a JSON list of bench rows.")
+        reuse = bench.reusable_rows(cfg, earlier)
+        print(f"--resume: keeping {len(reuse)} of {len(earlier)} rows of {args.json} "
+              "(same setup, measured ok or out of memory)", file=sys.stderr)
     done: list[dict] = []
 
     def report(row: dict) -> None:
@@ -259,7 +273,7 @@ def cmd_bench(args) -> int:
         if args.json:  # after every row: a sweep cut short (a lent GPU's time limit) keeps the rows it finished
             bench.write_json(done, args.json)
 
-    rows = bench.run_bench(cfg, progress=report)
+    rows = bench.run_bench(cfg, progress=report, reuse=reuse)
     if args.json and not rows:  # every row is already written by report()
         bench.write_json(rows, args.json)
     if args.csv:
@@ -366,6 +380,22 @@ def cmd_loadtest(args) -> int:
     return 0 if not report["errors"] else 1
 
 
+def cmd_targets(args) -> int:
+    """The benchmark's targets from the recorded result files: met, missed or no data."""
+    from . import bench_targets
+
+    if not os.path.isdir(args.dir):
+        raise ValueError(f"No such folder {args.dir!r}: give the folder of kernels_*.json files with --dir.")
+    targets = bench_targets.all_targets(bench_targets.load_runs(args.dir))
+    if args.json:
+        print(json.dumps([t.as_dict() for t in targets], indent=1))
+    else:
+        for t in targets:
+            print(f"[{t.status}] {t.name}" + (f": {t.measured}" if t.measured else ""))
+            print(f"    {t.detail}")
+    return 0
+
+
 def cmd_limits(args) -> int:
     rows = limits.table()
     if args.json:
@@ -438,7 +468,13 @@ def main(argv=None) -> int:
     p.add_argument("--time-cap-s", type=float, help="skip sizes predicted to take longer per row (default: 60 s on CPU)")
     p.add_argument("--json", help="write the rows to this JSON file")
     p.add_argument("--csv", help="write the rows to this CSV file")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the rows already in --json FILE from the same setup; measure only the rest")
     p.set_defaults(func=cmd_bench)
+    p = sub.add_parser("targets", help="the kernel benchmark's targets, computed from recorded kernels_*.json files")
+    p.add_argument("--dir", default="assets/bench", help="folder of kernels_*.json files (default: assets/bench)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_targets)
     p = sub.add_parser("ppl", help="perplexity of SmolLM2-135M on a document under a mask (loads the model)")
     p.add_argument("--doc", required=True, help="a UTF-8 text file, or a sample name: contract, stockroom, story, meeting")
     _add_rule_args(p, required=False, n_required=False)  # no pattern: full causal; N = tokens read

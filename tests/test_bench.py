@@ -258,6 +258,53 @@ def test_cli_bench_json_keeps_the_rows_of_a_sweep_cut_short(tmp_path, monkeypatc
     assert [(r["n"], r["backend"], r["status"]) for r in rows] == [(17, "naive", "ok")]
 
 
+def test_cli_bench_resume_measures_only_what_is_missing(tmp_path, monkeypatch):
+    out = tmp_path / "sweep.json"
+
+    def args(ns="17,40", heads="2", *more):
+        return ["bench", "--pattern", "causal", "--n", ns, "--heads", heads, "--head-dim", "16",
+                "--backends", "naive,sdpa_causal", "--repeats", "2", "--json", str(out), *more]  # fmt: skip
+
+    assert cli.main(args("17")) == 0
+    first = json.loads(out.read_text())
+    measured, calls = B._measure, []
+
+    def counting(row, *a, **kw):
+        calls.append((row["n"], row["backend"]))
+        return measured(row, *a, **kw)
+
+    monkeypatch.setattr(B, "_measure", counting)
+    assert cli.main(args("17,40", "2", "--resume")) == 0
+    rows = json.loads(out.read_text())
+    assert calls == [(40, "naive"), (40, "sdpa_causal")]
+    assert rows[:2] == first  # kept as recorded: same times, same dates
+    assert [(r["n"], r["backend"], r["status"]) for r in rows[2:]] == [(40, "naive", "ok"), (40, "sdpa_causal", "ok")]
+
+    # Another setup (3 heads) keeps nothing; an earlier out-of-memory row stops larger sizes.
+    calls.clear()
+    assert cli.main(args("17,40", "3", "--resume")) == 0
+    assert calls == [(17, "naive"), (17, "sdpa_causal"), (40, "naive"), (40, "sdpa_causal")]
+    rows = json.loads(out.read_text())
+    rows[0].update(status="oom", reason="out of memory: CUDA out of memory", time_ms=None)
+    out.write_text(json.dumps(rows[:1]))
+    calls.clear()
+    assert cli.main(args("17,40", "3", "--resume")) == 0
+    rows = json.loads(out.read_text())
+    assert calls == [(17, "sdpa_causal"), (40, "sdpa_causal")]
+    assert (rows[2]["backend"], rows[2]["status"], rows[2]["reason"]) == ("naive", "skipped", "ran out of memory at N = 17")
+
+
+@pytest.mark.parametrize("text, message", [("not json", "is not a JSON file of bench rows"),
+                                           ('{"a": 1}', "is not a JSON list of bench rows")])
+def test_cli_bench_resume_refuses_a_file_that_is_not_rows(tmp_path, capsys, text, message):
+    out = tmp_path / "x.json"
+    out.write_text(text)
+    assert cli.main(["bench", "--pattern", "causal", "--n", "17", "--backends", "naive", "--json", str(out), "--resume"]) == 2
+    assert message in capsys.readouterr().err and out.read_text() == text
+    assert cli.main(["bench", "--pattern", "causal", "--n", "17", "--backends", "naive", "--resume"]) == 2
+    assert "give --json FILE too" in capsys.readouterr().err
+
+
 def test_python_m_attn_bench(tmp_path):
     # The module entry point end to end (flex left out: its first call imports and
     # compiles for seconds, covered in-process above).

@@ -311,3 +311,15 @@ def test_gpu_backends_bf16(name):
     np.testing.assert_allclose(
         out.cpu().double().numpy(), reference(q, k, v, allowed_of(M.causal(), n)), atol=3e-2, rtol=0
     )
+
+
+@pytest.mark.gpu
+@cuda
+@pytest.mark.parametrize("name", sorted(RULES))
+def test_gpu_dense_mask_built_on_the_device_in_slabs(name):
+    # Past DENSE_MAX_N the dense backends build the mask on the GPU; every rule's mask_mod must run there.
+    n = 1000
+    rule = RULES[name](n)
+    dense = K.dense_mask(rule, n, "cuda", slab_pairs=7 * n)
+    assert dense.is_cuda
+    np.testing.assert_array_equal(dense.cpu().numpy(), dense_numpy(rule, n))
