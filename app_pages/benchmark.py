@@ -1,6 +1,5 @@
 """Benchmark: real masked attention through four backends, timed and measured, on this server."""
 
-import glob
 import json
 from pathlib import Path
 
@@ -9,7 +8,7 @@ import streamlit as st
 import torch
 
 import ui
-from attn import bench, bench_figures as bf, kernels, limits, masks
+from attn import bench, bench_figures as bf, bench_targets, kernels, limits
 from attn.jobs import Cancelled
 from attn.state import parse_bounded_int, parse_choice
 from attn.text import count
@@ -28,18 +27,6 @@ URL_KEYS = {
     "dtype": parse_choice(DTYPES, "Dtype"),
     "backends": lambda t: tuple(dict.fromkeys(parse_choice(kernels.BACKENDS, "Backend")(x) for x in t.split(",") if x)),
 }
-
-
-def recorded_runs() -> list[tuple[str, list[dict]]]:
-    runs = []
-    for path in sorted(glob.glob(str(ASSETS / "kernels_*.json"))):
-        try:
-            rows = json.loads(Path(path).read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(rows, list) and rows and isinstance(rows[0], dict) and "backend" in rows[0]:
-            runs.append((Path(path).name, rows))
-    return runs
 
 
 def show_results(rows, where: str, key: str):
@@ -151,9 +138,12 @@ def live_run():
 live_run()
 
 st.subheader("Recorded runs")
-runs = recorded_runs()
+runs = bench_targets.load_runs(str(ASSETS))
 if not runs:
     st.info("No recorded runs in assets/bench yet.")
+st.markdown("**The benchmark's targets**, computed from these files (`python -m attn targets`): each is a ratio "
+            "between backends measured in the same run.")
+st.dataframe([t.as_dict() for t in bench_targets.all_targets(runs)], hide_index=True, width="stretch")
 gpu_runs = [(name, rows) for name, rows in runs if rows[0].get("device") == "cuda"]
 if not gpu_runs:
     st.caption("No GPU results have been recorded yet: the GPU sweep (N = 1k…128k, bf16, H100/H200) runs with "

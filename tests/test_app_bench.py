@@ -57,3 +57,14 @@ def test_log_n_axes_are_ticked_at_the_measured_sizes():
         assert list(fig.layout.xaxis.tickvals) == [512, 1024, 131072]
         assert list(fig.layout.xaxis.ticktext) == ["512", "1k", "128k"]
     assert bf.n_tick(1536) == "1,536"  # not a whole number of k: written out
+
+
+def test_targets_table_is_computed_from_the_recorded_files():
+    at = open_page()
+    assert not at.exception
+    (table,) = [d.value for d in at.dataframe if "target" in d.value.columns]
+    status = dict(zip(table["target"], table["status"]))
+    cpu = next(t for t in status if t.startswith("CPU: flex ≤ 0.3×"))
+    assert status[cpu] == "met"  # assets/bench/kernels_cpu*.json: 0.26×
+    gpu = [t for t in status if t.startswith("GPU:")]
+    assert len(gpu) >= 4 and all(status[t] in ("met", "missed", "no data", "info") for t in gpu)
