@@ -11,7 +11,7 @@ import ui
 from attn import bench, bench_figures as bf, bench_targets, kernels, limits
 from attn.jobs import Cancelled
 from attn.state import parse_bounded_int, parse_choice
-from attn.text import count
+from attn.text import count, markdown_literal
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "bench"
 ON_GPU = torch.cuda.is_available()
@@ -141,13 +141,17 @@ st.subheader("Recorded runs")
 runs = bench_targets.load_runs(str(ASSETS))
 if not runs:
     st.info("No recorded runs in assets/bench yet.")
-st.markdown("**The benchmark's targets**, computed from these files (`python -m attn targets`): each is a ratio "
-            "between backends measured in the same run.")
-st.dataframe([t.as_dict() for t in bench_targets.all_targets(runs)], hide_index=True, width="stretch")
 gpu_runs = [(name, rows) for name, rows in runs if rows[0].get("device") == "cuda"]
 if not gpu_runs:
     st.caption("No GPU results have been recorded yet: the GPU sweep (N = 1k…128k, bf16, H100/H200) runs with "
-               "`python -m attn bench … --device cuda` on a machine with a GPU and is committed under assets/bench/.")
+               "`make -k gpu-check` on a machine with a GPU and is committed under assets/bench/.")
+st.markdown("**The benchmark's targets**, computed from these files (`python -m attn targets`); each compares "
+            "backends measured in the same run.")
+STATUS_MARK = {"met": ":green[**met**]", "missed": ":red[**missed**]", "no data": ":gray[**no data**]",
+               "info": ":blue[**info**]"}
+st.markdown("\n".join(
+    f"- {STATUS_MARK[t.status]} {markdown_literal(t.name)}" + (f": **{markdown_literal(t.measured)}**" if t.measured else "")
+    + f"  \n  :gray[{markdown_literal(t.detail)}]" for t in bench_targets.all_targets(runs)))
 for name, rows in runs:
     with st.expander(f"{name}: {bf.device_label(rows)} — pattern {rows[0].get('rule', rows[0].get('pattern'))}",
                      expanded=rows[0].get("device") == "cuda" or len(runs) == 1):
