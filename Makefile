@@ -53,14 +53,16 @@ bench-model: install
 	$(PY) -m attn.bench_model --json assets/bench/model_cpu.json
 
 # GPU sweep (on a machine with CUDA): B=1, H=16, d=128, bf16, N = 1k … 128k; results under assets/bench/.
-# The sweeps the targets need come first (`python -m attn targets`). --resume keeps rows already in
+# The sweeps the targets need come first (`python -m attn targets`); the causal sweep needs only flex
+# (the dense backends' causal rows would repeat the window sweep's). --check compares every row with
+# naive attention in float32 where that reference fits in memory. --resume keeps rows already in
 # the files (same device and torch), so a sweep cut short continues where it stopped; a row
 # predicted to take longer than GPU_ROW_S seconds runs fewer repeats or is skipped with the reason.
 GPU_NS := 1024,2048,4096,8192,16384,32768,65536,131072
 GPU_ROW_S ?= 30
 GPU_RESULTS ?= assets/bench
 GPU_ARGS := --device cuda --dtype bfloat16 --batch 1 --heads 16 --head-dim 128 --n $(GPU_NS) --repeats 20 \
-  --time-cap-s $(GPU_ROW_S) --resume
+  --time-cap-s $(GPU_ROW_S) --resume --check
 bench-gpu: install gpu-sweeps
 
 # One target per sweep, so that `make -k` runs the others when one of them fails.
@@ -68,17 +70,18 @@ gpu-sweeps: gpu-sweep-sliding-window gpu-sweep-causal gpu-sweep-local-global
 gpu-sweep-sliding-window:
 	$(PY) -m attn bench --pattern sliding_window --window 4096 $(GPU_ARGS) --json $(GPU_RESULTS)/kernels_gpu_sliding_window.json
 gpu-sweep-causal:
-	$(PY) -m attn bench --pattern causal $(GPU_ARGS) --json $(GPU_RESULTS)/kernels_gpu_causal.json
+	$(PY) -m attn bench --pattern causal --backends flex,sdpa_causal $(GPU_ARGS) --json $(GPU_RESULTS)/kernels_gpu_causal.json
 gpu-sweep-local-global:
 	$(PY) -m attn bench --pattern local_global --window 4096 --global 0,1,2,3 $(GPU_ARGS) --json $(GPU_RESULTS)/kernels_gpu_local_global.json
 
 # A lent GPU machine has torch with CUDA in its own python3 and no network: no venv there.
-# `make -k gpu-check` runs the GPU tests, then the sweeps. Each JSON is rewritten after every row;
+# `make -k gpu-check` runs the window sweep, the GPU tests, then the other sweeps (the order in which
+# they matter when device time is short). Each JSON is rewritten after every row;
 # where only a folder comes back from the machine, write there and start from what is recorded:
 #   cp assets/bench/kernels_gpu_*.json $OUT/ 2>/dev/null; make -k gpu-check GPU_RESULTS=$OUT
 GPU_PY ?= python3
-gpu-check: gpu-tests
-	$(MAKE) -k gpu-sweeps PY=$(GPU_PY)
+gpu-check:
+	$(MAKE) -k gpu-sweep-sliding-window gpu-tests gpu-sweep-causal gpu-sweep-local-global PY=$(GPU_PY)
 gpu-tests:
 	$(GPU_PY) -m pytest -q -p no:cacheprovider -m gpu tests/test_kernels.py tests/test_bench.py
 
