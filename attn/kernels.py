@@ -112,10 +112,12 @@ def check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[int, i
 
 # ----------------------------------------------------------------- masks ---
 def available_bytes(device: torch.device | str) -> int:
-    """Memory free for new tensors: free GPU memory, or the CPU's MemAvailable (8 GiB if unknown)."""
+    """Memory free for new tensors: free GPU memory (with what torch's allocator holds unused),
+    or the CPU's MemAvailable (8 GiB if unknown)."""
     device = torch.device(device)
     if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return int(torch.cuda.mem_get_info(device)[0] + cached)
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -344,6 +346,12 @@ def run(prep: Prepared, q, k, v, compiled: bool = True) -> torch.Tensor:
     if q.shape[2] != prep.n:
         raise ValueError(f"The mask was prepared for N = {prep.n} tokens, but q has {q.shape[2]}.")
     if prep.backend == "naive":
+        # The textbook code holds two (B, H, N, N) score tensors: say so rather than die allocating them.
+        scores_bytes = 2 * q.shape[0] * q.shape[1] * prep.n * prep.n * q.element_size()
+        free = available_bytes(q.device)
+        if scores_bytes > free:
+            raise ValueError(f"naive attention at N = {prep.n} holds {scores_bytes / 2**30:.1f} GiB of scores, and this "
+                             f"{q.device.type} has {free / 2**30:.1f} GiB free. Use sdpa_mask or flex.")
         return naive_attention(q, k, v, prep.dense, prep.empty_rows)
     if prep.backend == "sdpa_mask":
         return sdpa_mask_attention(q, k, v, prep.dense, prep.empty_rows)
