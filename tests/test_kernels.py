@@ -328,3 +328,15 @@ def test_gpu_dense_mask_built_on_the_device_in_slabs(name):
     dense = K.dense_mask(rule, n, "cuda", slab_pairs=7 * n)
     assert dense.is_cuda
     np.testing.assert_array_equal(dense.cpu().numpy(), dense_numpy(rule, n))
+
+
+@pytest.mark.gpu
+@cuda
+def test_gpu_available_bytes_counts_the_allocators_cache():
+    torch.cuda.empty_cache()
+    before = K.available_bytes("cuda")
+    x = torch.empty(2**30, dtype=torch.uint8, device="cuda")
+    assert before - K.available_bytes("cuda") >= 2**30 - 2**25
+    del x  # torch keeps the block reserved: the driver does not see it free, the allocator does
+    assert torch.cuda.mem_get_info()[0] < before - 2**29
+    assert abs(K.available_bytes("cuda") - before) < 2**26
