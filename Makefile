@@ -79,6 +79,8 @@ gpu-sweep-local-global:
 # they matter when device time is short). Each JSON is rewritten after every row;
 # where only a folder comes back from the machine, write there and start from what is recorded:
 #   cp assets/bench/kernels_gpu_*.json $OUT/ 2>/dev/null; make -k gpu-check GPU_RESULTS=$OUT
+# With little device time, a first pass at the sizes the targets name (GPU_NS=1024,16384,65536)
+# gives every target a figure; a later full run keeps those rows (--resume) and adds the rest.
 GPU_PY ?= python3
 gpu-check:
 	$(MAKE) -k gpu-sweep-sliding-window gpu-tests gpu-sweep-causal gpu-sweep-local-global PY=$(GPU_PY)
