@@ -63,9 +63,7 @@ CPU_TIME_CAP_S = limits.BENCH_ROW_TIME_S  # per row, on CPU
 CPU_MEMORY_FRACTION = 0.5  # of MemAvailable
 GPU_MEMORY_FRACTION = 0.9  # of free device memory
 
-# Transient bytes per mask entry while a rule is evaluated densely (int64 differences
-# plus bool results; measured 10.0·N² with torch's profiler for both builders on CPU).
-_MASK_BUILD_BYTES_PER_PAIR = 10
+_MASK_BUILD_BYTES_PER_PAIR = K.MASK_BUILD_BYTES_PER_PAIR
 
 # Largest |backend - naive float32| accepted by --check. CUDA fp32 allows for TF32
 # matmuls inside fused kernels; bf16/fp16 for their 8/11-bit mantissas.
@@ -395,13 +393,10 @@ def validate(cfg: BenchConfig) -> torch.device:
     return device
 
 
-# What makes an earlier row the same measurement as one a sweep would take now.
-SETUP_FIELDS = ("pattern", "rule", "batch", "heads", "kv_heads", "head_dim", "dtype", "device_name", "torch")
-
-
 def reusable_rows(cfg: BenchConfig, rows: list[dict]) -> dict[tuple[int, str], dict]:
     """{(n, backend): row} of earlier rows this sweep can keep instead of measuring again
-    (`bench --resume`): same setup (SETUP_FIELDS), a size and backend the sweep asks for,
+    (`bench --resume`): same setup (pattern and rule, batch, heads, kv heads, head dim, dtype,
+    device name, torch version), a size and backend the sweep asks for,
     and a measured outcome (ok or out of memory; skipped and failed rows are tried again)."""
     device = validate(cfg)
     kv_heads = cfg.kv_heads or cfg.heads
