@@ -53,9 +53,11 @@ GPU_PEAK_TFLOPS: tuple[tuple[str, dict[str, float], str], ...] = (
 )
 
 # Before anything has run on the CPU, a backend is assumed to reach this rate when
-# predicting whether a size finishes within the time cap (the naive backend measured
-# 6-12 GFLOP/s on the 2-core development machine); later sizes use the measured rate.
+# predicting whether a size finishes within the time cap; later sizes use the measured rate.
+# naive measured 6-12 GFLOP/s (executed) on the 2-core machines; the fused kernels 70-220
+# (flex 70-100, sdpa_mask 125-205, sdpa_causal 110-225: AMD EPYC and Intel Xeon, fp32).
 CPU_ASSUMED_FLOPS_S = 5e9
+CPU_ASSUMED_FUSED_FLOPS_S = 3e10
 # The same for a GPU given a time cap (`--time-cap-s`): well below what an H100 runs dense
 # bf16 attention at (hundreds of TFLOP/s), so a first size is never skipped for time by mistake.
 GPU_ASSUMED_FLOPS_S = 5e13
@@ -64,6 +66,7 @@ CPU_MEMORY_FRACTION = 0.5  # of MemAvailable
 GPU_MEMORY_FRACTION = 0.9  # of free device memory
 
 _MASK_BUILD_BYTES_PER_PAIR = K.MASK_BUILD_BYTES_PER_PAIR
+_TILE_BUILD_BYTES_PER_BLOCK = 80
 
 # Largest |backend - naive float32| accepted by --check. CUDA fp32 allows for TF32
 # matmuls inside fused kernels; bf16/fp16 for their 8/11-bit mantissas.
@@ -200,14 +203,17 @@ class Shape:
         return self.batch * self.heads * self.n * self.n * self.dtype_bytes
 
 
-def estimate_bytes(backend: str, s: Shape, device_type: str) -> int:
+def estimate_bytes(backend: str, s: Shape, device_type: str, block_mask_from_tiles: bool = False) -> int:
     """Memory a backend needs at this shape: inputs, output, mask and working buffers.
 
     Calibrated on CPU with torch's profiler (fp32, N = 1024..4096): naive holds two
     score copies (masked scores and probabilities); sdpa_mask converts the bool mask
     to a float mask (N²·dtype); flex keeps about three output-sized buffers. The
     predicate costs 10 bytes per pair while it is evaluated: dense masks evaluate one
-    slab of rows at a time (kernels.dense_slab_rows), CPU BlockMasks all N² pairs at once.
+    slab of rows at a time (kernels.dense_slab_rows). A CPU BlockMask from exact tile
+    counts (`block_mask_from_tiles`, rules with an interval form) takes about 40 bytes
+    per block at N = 131072 (80 counted here, as measured at 16384 with tracemalloc);
+    from the predicate it evaluates all N² pairs at once.
     """
     n2 = s.n * s.n
     inputs = s.q_bytes + 2 * s.kv_bytes
@@ -220,7 +226,9 @@ def estimate_bytes(backend: str, s: Shape, device_type: str) -> int:
     elif backend == "sdpa_causal":
         work = repeated_kv + s.q_bytes + s.batch * s.heads * s.n * 4
     else:  # flex: BlockMask and one output plus row statistics; CUDA builds it without N² memory
-        work = 3 * s.q_bytes + (_MASK_BUILD_BYTES_PER_PAIR * n2 if device_type == "cpu" else 0)
+        per_side = -(-s.n // K.FLEX_BLOCK_CPU)  # blocks along each side
+        build = _TILE_BUILD_BYTES_PER_BLOCK * per_side**2 if block_mask_from_tiles else _MASK_BUILD_BYTES_PER_PAIR * n2
+        work = 3 * s.q_bytes + (build if device_type == "cpu" else 0)
     return inputs + work
 
 
@@ -468,7 +476,7 @@ def run_bench(cfg: BenchConfig, progress: Callable[[dict], None] | None = None,
             st = stats["causal" if backend == "sdpa_causal" else "rule"]
             row["allowed_pairs"] = st.allowed_pairs
             row["useful_flops"] = pair_flops(st.allowed_pairs, cfg.batch, cfg.heads, cfg.head_dim)
-            row["estimate_bytes"] = estimate_bytes(backend, shape, device.type)
+            row["estimate_bytes"] = estimate_bytes(backend, shape, device.type, rule.has_intervals)
             # Until flex's BlockMask exists, its executed pairs come from the exact tile counts.
             row["flex_block"] = K.flex_block(device) if backend == "flex" else None
             flex_pairs = _tile_pairs(rule, n, row["flex_block"]) if backend == "flex" else None
@@ -528,7 +536,8 @@ def _plan(cfg, backend, n, row, budget, time_cap, rates, stopped) -> tuple[int, 
     if time_cap is None:
         return cfg.repeats, None
     on_gpu = row.get("device") == "cuda"
-    rate = rates.get(backend, GPU_ASSUMED_FLOPS_S if on_gpu else CPU_ASSUMED_FLOPS_S)
+    assumed = GPU_ASSUMED_FLOPS_S if on_gpu else CPU_ASSUMED_FLOPS_S if backend == "naive" else CPU_ASSUMED_FUSED_FLOPS_S
+    rate = rates.get(backend, assumed)
     per_call_s = row["executed_flops"] / rate
     extra_calls = cfg.warmup + 1 + (1 if cfg.check else 0)  # warm-up, memory call, check call
     repeats = cfg.repeats

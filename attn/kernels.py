@@ -22,6 +22,7 @@ import functools
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -162,16 +163,53 @@ def dense_mask(rule: MaskRule, n: int, device: torch.device | str = "cpu", slab_
 
 def build_block_mask(rule: MaskRule, n: int, device: torch.device | str = "cpu", block: int | None = None):
     """FlexAttention BlockMask of `rule` at length n, shared by all batches and heads (B = H = None),
-    in blocks of `block` (default: flex_block(device))."""
+    in blocks of `block` (default: flex_block(device)).
+
+    On CUDA flex's own builder runs compiled, so it never holds the N² predicate values (16 GiB
+    of bool at N = 131072). On a CPU, compiling it costs seconds of C++ builds per size and the
+    uncompiled builder holds all N² values (10 bytes a pair), so rules with an exact interval
+    form get their BlockMask from the exact tile counts instead (block_mask_from_tiles): the
+    same blocks, in about a second at N = 131072."""
     from torch.nn.attention.flex_attention import create_block_mask
 
     rule.check_length(n)
     device = torch.device(device)
-    # On CUDA the builder is compiled, so it never holds the N² predicate values
-    # (16 GiB of bool at N = 131072); on CPU compiling it costs seconds of C++ builds
-    # for sizes that the CPU runs anyway.
-    return create_block_mask(rule.mask_mod, None, None, n, n, device=device, BLOCK_SIZE=block or flex_block(device),
+    block = block or flex_block(device)
+    # A mask_mod may make a per-device table on its first call (document ids); make that call
+    # eagerly, so that no trace (flex's, or the compiled builder's) has to record it.
+    first = torch.zeros(1, dtype=torch.int64, device=device)
+    rule.allowed(first, first)
+    if device.type == "cpu" and rule.has_intervals:
+        return block_mask_from_tiles(rule, n, block)
+    return create_block_mask(rule.mask_mod, None, None, n, n, device=device, BLOCK_SIZE=block,
                              _compile=device.type == "cuda")
+
+
+def block_mask_from_tiles(rule: MaskRule, n: int, block: int):
+    """The BlockMask create_block_mask would build, from render.tile_overview's exact allowed-pair
+    count of every block × block tile, without evaluating the N² pairs.
+
+    A block whose block² pairs are all allowed is "full" (flex skips the mask_mod there); one with
+    some allowed pairs is "partial". As in create_block_mask, a block clipped by the end of the
+    sequence is never full (its missing pairs count as masked)."""
+    from torch.nn.attention.flex_attention import BlockMask
+
+    from .render import tile_overview
+
+    counts = tile_overview(rule, n, tile_size=block).counts  # (T, T), T = ceil(n / block)
+    full = counts == block * block
+    partial = (counts > 0) & ~full
+
+    def kv_blocks(chosen: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        # Per query block: how many key blocks, and their indices first, ascending (B = H = 1).
+        num = torch.from_numpy(chosen.sum(axis=1).astype(np.int32))[None, None]  # (1, 1, T)
+        order = np.argsort(~chosen, axis=1, kind="stable").astype(np.int32)  # chosen columns first
+        return num, torch.from_numpy(np.ascontiguousarray(order))[None, None]  # (1, 1, T, T)
+
+    kv_num, kv_idx = kv_blocks(partial)
+    full_num, full_idx = kv_blocks(full)
+    return BlockMask.from_kv_blocks(kv_num, kv_idx, full_num, full_idx, BLOCK_SIZE=block, mask_mod=rule.mask_mod,
+                                    seq_lengths=(n, n))
 
 
 def block_mask_pairs(block_mask, n: int) -> int:

@@ -475,7 +475,10 @@ def document(lengths, causal: bool = True) -> MaskRule:
     doc_start_np = np.repeat(np.cumsum((0,) + lengths[:-1]), lengths).astype(np.int64)
     doc_end_np = np.repeat(np.cumsum(lengths), lengths).astype(np.int64)
     doc_id_cpu = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
-    doc_id_on = {}  # device -> the table there: flex_attention on CUDA indexes it with CUDA tensors
+    # device -> the table there: flex_attention on CUDA indexes it with CUDA tensors. The CPU entry
+    # exists from the start: flex traces the mask_mod, and a first call inside that trace may not
+    # add to the dict (a CPU BlockMask built from tiles never calls the mask_mod before flex does).
+    doc_id_on = {torch.device("cpu"): doc_id_cpu}
 
     def mask_mod(b, h, q, k):
         doc_id = doc_id_on.get(q.device)

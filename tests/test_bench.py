@@ -119,11 +119,20 @@ def test_tiny_memory_budget_skips_with_the_numbers():
 
 
 def test_skip_reason_reads_in_gib():
-    # flex on CPU builds its BlockMask from the predicate: 10 bytes per pair, 160 GiB at 131072.
-    cfg = B.BenchConfig("sliding_window", (131072,), ("flex",), (("window", 64),), heads=1, head_dim=16,
+    # sdpa_mask at 131072, fp32: the 16 GiB bool mask, then its 64 GiB float copy.
+    cfg = B.BenchConfig("sliding_window", (131072,), ("sdpa_mask",), (("window", 64),), heads=1, head_dim=16,
                         memory_budget_bytes=70 * 2**30)  # fmt: skip
     (row,) = B.run_bench(cfg)
-    assert row["status"] == "skipped" and row["reason"] == "needs 160.0 GiB, budget 70.0 GiB"
+    assert row["status"] == "skipped" and row["reason"] == "needs 80.0 GiB, budget 70.0 GiB"
+
+
+def test_cpu_flex_estimate_counts_tiles_not_pairs():
+    shape = B.Shape(1, 1, 1, 131072, 16, 4)
+    blocks = (131072 // 64) ** 2
+    inputs_and_work = 3 * shape.q_bytes + 3 * shape.q_bytes
+    assert B.estimate_bytes("flex", shape, "cpu", block_mask_from_tiles=True) == inputs_and_work + 80 * blocks  # 0.3 GiB
+    assert B.estimate_bytes("flex", shape, "cpu") == inputs_and_work + 10 * 131072**2  # from the predicate: 160 GiB
+    assert B.estimate_bytes("flex", shape, "cuda") == inputs_and_work
 
 
 def test_check_is_skipped_with_a_reason_when_the_reference_does_not_fit():
@@ -139,11 +148,19 @@ def test_time_cap_skips_slow_sizes():
     assert rows[0]["status"] == "skipped" and rows[0]["reason"].startswith("would take about")
 
 
-def test_time_cap_first_reduces_repeats():
-    cfg = tiny(backends=("naive",), repeats=1000)
-    row = dict(executed_flops=B.CPU_ASSUMED_FLOPS_S)  # one second per call
-    repeats, skip = B._plan(cfg, "naive", 300, dict(row, estimate_bytes=0), 2**40, 60.0, {}, {})
+@pytest.mark.parametrize("backend, assumed", [("naive", B.CPU_ASSUMED_FLOPS_S), ("flex", B.CPU_ASSUMED_FUSED_FLOPS_S),
+                                              ("sdpa_causal", B.CPU_ASSUMED_FUSED_FLOPS_S)])
+def test_time_cap_first_reduces_repeats(backend, assumed):
+    cfg = tiny(backends=(backend,), repeats=1000)
+    row = dict(executed_flops=assumed, device="cpu")  # one second per call at the assumed rate
+    repeats, skip = B._plan(cfg, backend, 300, dict(row, estimate_bytes=0), 2**40, 60.0, {}, {})
     assert skip is None and repeats == 60 - (cfg.warmup + 1)
+    # 30 s a call: even 3 repeats (plus warm-up and the memory call) pass the cap; skipped, with the prediction.
+    repeats, skip = B._plan(cfg, backend, 300, dict(row, executed_flops=30 * assumed, estimate_bytes=0), 2**40, 60.0, {}, {})
+    assert skip == "would take about 150 s on this CPU, time cap 60 s"
+    gpu = dict(row, device="cuda", executed_flops=B.GPU_ASSUMED_FLOPS_S * 30)
+    assert B._plan(cfg, backend, 300, dict(gpu, estimate_bytes=0), 2**40, 60.0, {}, {})[1] == \
+        "would take about 150 s on this GPU, time cap 60 s"
 
 
 def test_oom_is_recorded_and_larger_sizes_skipped(monkeypatch):

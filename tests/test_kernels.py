@@ -209,6 +209,37 @@ def test_block_mask_pairs_by_hand():
 
 
 @pytest.mark.parametrize("block", [64, 128])
+@pytest.mark.parametrize("n", [1, 17, 64, 300, 1000])
+@pytest.mark.parametrize("name", sorted(RULES))
+def test_block_mask_from_tiles_equals_flex_own_builder(name, n, block):
+    # The CPU path builds BlockMasks from exact tile counts; flex's create_block_mask is the reference.
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    rule = RULES[name](n)
+    ref = create_block_mask(rule.mask_mod, None, None, n, n, device="cpu", BLOCK_SIZE=block, _compile=False)
+    got = K.block_mask_from_tiles(rule, n, block)
+    assert got.BLOCK_SIZE == ref.BLOCK_SIZE and got.seq_lengths == ref.seq_lengths == (n, n)
+    assert torch.equal(got.to_dense(), ref.to_dense())
+    for num, idx, ref_num, ref_idx in ((got.kv_num_blocks, got.kv_indices, ref.kv_num_blocks, ref.kv_indices),
+                                       (got.full_kv_num_blocks, got.full_kv_indices, ref.full_kv_num_blocks,
+                                        ref.full_kv_indices)):  # fmt: skip
+        assert torch.equal(num, ref_num)  # partial blocks, then full ones, per query block
+        for row, count in enumerate(num[0, 0].tolist()):
+            assert sorted(idx[0, 0, row, :count].tolist()) == sorted(ref_idx[0, 0, row, :count].tolist())
+
+
+def test_cpu_block_masks_come_from_tiles_and_predicate_rules_from_flex():
+    from attn.rules import custom_rule
+
+    assert K.build_block_mask(M.sliding_window(8), 64).kv_indices.dtype == torch.int32
+    rule = custom_rule("q >= k and (q - k) % 3 == 0")
+    bm = K.build_block_mask(rule, 200, block=64)
+    dense = torch.from_numpy(dense_numpy(rule, 200))
+    blocks = torch.nn.functional.pad(dense, (0, 56, 0, 56)).reshape(4, 64, 4, 64).any(3).any(1)
+    assert torch.equal(bm.to_dense()[0, 0].bool(), blocks)
+
+
+@pytest.mark.parametrize("block", [64, 128])
 @pytest.mark.parametrize("name", ["sliding_window_37", "local_global", "bigbird", "dilated", "document"])
 def test_block_mask_matches_exact_tile_counts(name, block):
     n = 300
