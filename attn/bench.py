@@ -65,7 +65,6 @@ CPU_TIME_CAP_S = limits.BENCH_ROW_TIME_S  # per row, on CPU
 CPU_MEMORY_FRACTION = 0.5  # of MemAvailable
 GPU_MEMORY_FRACTION = 0.9  # of free device memory
 
-_MASK_BUILD_BYTES_PER_PAIR = K.MASK_BUILD_BYTES_PER_PAIR
 _TILE_BUILD_BYTES_PER_BLOCK = 80
 
 # Largest |backend - naive float32| accepted by --check. CUDA fp32 allows for TF32
@@ -218,7 +217,7 @@ def estimate_bytes(backend: str, s: Shape, device_type: str, block_mask_from_til
     n2 = s.n * s.n
     inputs = s.q_bytes + 2 * s.kv_bytes
     repeated_kv = 2 * s.q_bytes if s.heads != s.kv_heads else 0
-    build = _MASK_BUILD_BYTES_PER_PAIR * K.dense_slab_rows(s.n) * s.n
+    build = K.MASK_BUILD_BYTES_PER_PAIR * K.dense_slab_rows(s.n) * s.n
     if backend == "naive":
         work = n2 + max(build, n2 + 2 * s.scores_bytes) + repeated_kv + s.q_bytes
     elif backend == "sdpa_mask":
@@ -227,7 +226,7 @@ def estimate_bytes(backend: str, s: Shape, device_type: str, block_mask_from_til
         work = repeated_kv + s.q_bytes + s.batch * s.heads * s.n * 4
     else:  # flex: BlockMask and one output plus row statistics; CUDA builds it without N² memory
         per_side = -(-s.n // K.FLEX_BLOCK_CPU)  # blocks along each side
-        build = _TILE_BUILD_BYTES_PER_BLOCK * per_side**2 if block_mask_from_tiles else _MASK_BUILD_BYTES_PER_PAIR * n2
+        build = _TILE_BUILD_BYTES_PER_BLOCK * per_side**2 if block_mask_from_tiles else K.MASK_BUILD_BYTES_PER_PAIR * n2
         work = 3 * s.q_bytes + (build if device_type == "cpu" else 0)
     return inputs + work
 

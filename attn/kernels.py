@@ -387,12 +387,6 @@ def run(prep: Prepared, q, k, v, compiled: bool = True) -> torch.Tensor:
     if q.shape[2] != prep.n:
         raise ValueError(f"The mask was prepared for N = {prep.n} tokens, but q has {q.shape[2]}.")
     if prep.backend == "naive":
-        # The textbook code holds two (B, H, N, N) score tensors: say so rather than die allocating them.
-        scores_bytes = 2 * q.shape[0] * q.shape[1] * prep.n * prep.n * q.element_size()
-        free = available_bytes(q.device)
-        if scores_bytes > free:
-            raise ValueError(f"naive attention at N = {prep.n} holds {scores_bytes / 2**30:.1f} GiB of scores, and this "
-                             f"{q.device.type} has {free / 2**30:.1f} GiB free. Use sdpa_mask or flex.")
         return naive_attention(q, k, v, prep.dense, prep.empty_rows)
     if prep.backend == "sdpa_mask":
         return sdpa_mask_attention(q, k, v, prep.dense, prep.empty_rows)
@@ -405,7 +399,16 @@ def attention(backend: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, r
     """Masked attention of q (B, H, N, d) over k, v (B, H_kv, N, d) through `backend`;
     returns (B, H, N, d). Masks are cached per (rule, N, device)."""
     check_backend(backend)
-    _, _, _, n, _ = check_qkv(q, k, v)
+    b, h, _, n, _ = check_qkv(q, k, v)
+    if backend == "naive":
+        # The textbook code holds two (B, H, N, N) score tensors: say so rather than die allocating them.
+        # Checked here, once per call from outside, not in run(), which the benchmark times (it has
+        # its own estimate; reading free memory costs a driver call on a GPU).
+        scores_bytes = 2 * b * h * n * n * q.element_size()
+        free = available_bytes(q.device)
+        if scores_bytes > free:
+            raise ValueError(f"naive attention at N = {n} holds {scores_bytes / 2**30:.1f} GiB of scores, and this "
+                             f"{q.device.type} has {free / 2**30:.1f} GiB free. Use sdpa_mask or flex.")
     return run(prepare(backend, rule, n, q.device), q, k, v, compiled)
 
 

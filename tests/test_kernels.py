@@ -280,10 +280,9 @@ def test_dense_masks_refuse_what_memory_cannot_hold(monkeypatch):
     with pytest.raises(ValueError, match="Use the flex backend"):
         K.prepare("sdpa_mask", M.sliding_window(8), 40000, cached=False)
     # naive's two (B, H, N, N) score tensors: 2 · 1 · 4 · 8192² · 4 bytes = 2 GiB.
-    prep = K.prepare("naive", M.sliding_window(8), 8192, cached=False)
     q, k, v = inputs(8192, 4, 4, d=8)
     with pytest.raises(ValueError, match=r"naive attention at N = 8192 holds 2\.0 GiB of scores, and this cpu has 1\.0 GiB"):
-        K.run(prep, q, k, v)
+        K.attention("naive", q, k, v, M.sliding_window(8))
 
 
 def test_bad_inputs_raise_plain_value_errors():
