@@ -68,3 +68,10 @@ def test_png_and_npy(tmp_path):
 def test_csv():
     r = run("mask", "--pattern", "prefix_lm", "--prefix", "2", "--n", "3", "--format", "csv")
     assert r.stdout.split() == ["1,1,0", "1,1,0", "1,1,1"]
+
+
+def test_an_output_path_that_cannot_be_written_is_a_message(tmp_path):
+    out = tmp_path / "no_such_folder" / "rows.json"
+    r = run("bench", "--pattern", "causal", "--n", "17", "--backends", "naive", "--repeats", "1", "--json", str(out))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.endswith(f"error: No such file or directory: {out}\n")
