@@ -49,7 +49,7 @@ def parse_param(spec: ParamSpec, text: str):
             return True
         if text.lower() in ("0", "false", "no"):
             return False
-        raise ValueError(f"{spec.label}: expected 1 or 0, got '{text[:20]}'.")
+        raise ValueError(f"{spec.label} must be 1 or 0, got '{text[:20]}'.")
     if spec.kind == "int":
         return parse_bounded_int(text, spec.label, spec.minimum, INT_MAX.get(spec.name, MAX_N))
     return format_int_list(parse_int_list(text, spec.label.lower().rstrip("s"), spec.minimum))
@@ -59,10 +59,10 @@ def parse_bounded_int(text: str, label: str, lo: int, hi: int) -> int:
     t = str(text).strip()
     digits = t[1:] if t.startswith("-") else t
     if not (digits.isascii() and digits.isdigit()) or len(t) > 12:  # '²'.isdigit() is True, int('²') fails
-        raise ValueError(f"{label}: '{t[:20]}' is not a whole number.")
+        raise ValueError(f"{label} must be a whole number, got '{t[:20]}'.")
     v = int(t)
     if not lo <= v <= hi:
-        raise ValueError(f"{label}: {v} is outside {lo}..{hi}.")
+        raise ValueError(f"{label} must be within {lo}..{hi}, got {v}.")
     return v
 
 
@@ -138,7 +138,8 @@ def parse_choice(choices, label: str):
 
     def parse(text):
         if text not in by_text:
-            raise ValueError(f"{label}: unknown value '{str(text)[:30]}'.")
+            shown = ", ".join(list(by_text)[:12]) + (", …" if len(by_text) > 12 else "")
+            raise ValueError(f"{label} must be one of {shown}; got '{str(text)[:30]}'.")
         return by_text[text]
 
     return parse
@@ -148,9 +149,9 @@ def parse_bounded_float(text: str, label: str, lo: float, hi: float) -> float:
     try:
         v = float(str(text).strip()[:30])
     except ValueError:
-        raise ValueError(f"{label}: '{str(text)[:20]}' is not a number.") from None
+        raise ValueError(f"{label} must be a number, got '{str(text)[:20]}'.") from None
     if not (lo <= v <= hi):  # also refuses nan
-        raise ValueError(f"{label}: {v:g} is outside {lo:g}..{hi:g}.")
+        raise ValueError(f"{label} must be within {lo:g}..{hi:g}, got {v:g}.")
     return v
 
 

@@ -128,7 +128,7 @@ def test_bad_links_open_defaults_with_a_notice():
     assert shown_values(at, lessons.LESSON_1, 5) == lessons.LESSON_1.steps[4].defaults()
 
     at = open_lessons(lesson="cost-and-quality", step="99")
-    assert not at.exception and any("outside 1..5" in w.value for w in at.warning)
+    assert not at.exception and any("within 1..5, got 99" in w.value for w in at.warning)
     assert at.session_state["step"] == 1 and at.session_state["lesson"] == "cost-and-quality"
 
 

@@ -594,8 +594,8 @@ def test_widgets_receptive_field():
         assert not at.error and at.number_input(key="layers").value == STACK_PRESETS[source].layers
     step(at, at.selectbox(key="stack"), "custom", "reach custom")
     for text, message in (("", "empty"), ("|||", "empty"), ("causal |", "Empty item"), ("nope", "Unknown pattern"),
-                          ("sliding_window window=abc", "not a whole number"), ("sliding_window window=0", "outside"),
-                          ("sliding_window window=10**30", "not a whole number"), ("x" * 10_000, "Unknown pattern"),
+                          ("sliding_window window=abc", "must be a whole number"), ("sliding_window window=0", "must be within"),
+                          ("sliding_window window=10**30", "must be a whole number"), ("x" * 10_000, "Unknown pattern"),
                           ("__import__('os')", "Unknown pattern"), ("chunked chunk=8 | <script>", "Unknown pattern")):
         step(at, at.text_input(key="custom"), text, f"reach custom {text[:20]!r}")
         assert message in errors(at), (text[:20], errors(at))

@@ -361,7 +361,7 @@ def test_url_parsers_validate_lesson_step_and_controls():
     assert values == {} and len(notices) == 2  # step 1 of the first lesson has no 'window' control
     stale = {"lesson": "sliding-window", "step": "9"}
     values, notices = decode_keys(stale, lessons.url_parsers(stale))
-    assert values == {"lesson": "sliding-window"} and "outside 1..6" in notices[0]
+    assert values == {"lesson": "sliding-window"} and "within 1..6, got 9" in notices[0]
     assert lessons.url_params("sliding-window", 5, {"window": 9}) == {"lesson": "sliding-window", "step": 5,
                                                                        "window": 9, "layers": 3}
 

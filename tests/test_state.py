@@ -52,6 +52,6 @@ def test_unicode_digits_are_refused_with_a_sentence():
     from attn.state import parse_bounded_int
 
     for text in ("²", "５", "٣", "1²"):
-        with pytest.raises(ValueError, match="is not a whole number"):
+        with pytest.raises(ValueError, match="must be a whole number"):
             parse_bounded_int(text, "N", 1, 100)
     assert parse_bounded_int(" -3 ", "N", -5, 5) == -3
