@@ -18,7 +18,7 @@ if not st.session_state.get("_url_loaded_app"):
     st.session_state["img_fmt"] = values.get("img_fmt", "png")
     st.session_state["_url_loaded_app"] = True
     for notice in notices:
-        st.toast(notice, icon="🔗")
+        st.toast(notice, icon=":material/link:")
 
 pages = [
     st.Page(path, title=title, icon=icon, default=url_path is None, **({"url_path": url_path} if url_path else {}))

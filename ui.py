@@ -37,19 +37,19 @@ IMAGE_FORMATS = ("png", "svg")
 # The app's pages, in menu order: (script, title, icon, url_path, what a card on the home page says).
 # The home page is the default, served at "/" only (a default page's url_path answers "Page not found").
 PAGES = [
-    ("app_pages/home.py", "Home", "🏠", None,
+    ("app_pages/home.py", "Home", ":material/home:", None,
      "What this is, in one live example."),
-    ("app_pages/lessons.py", "Lessons", "🎓", "lessons",
+    ("app_pages/lessons.py", "Lessons", ":material/school:", "lessons",
      "Three guided lessons, step by step: predict the answer, then let the lab compute it; take a handout home."),
-    ("app_pages/mask_explorer.py", "Mask Explorer", "🔍", "explorer",
+    ("app_pages/mask_explorer.py", "Mask Explorer", ":material/grid_on:", "explorer",
      "Any pattern as a matrix, from 8 to 131,072 tokens, with its exact numbers; compare two."),
-    ("app_pages/receptive_field.py", "Receptive Field", "🕸️", "receptive-field",
+    ("app_pages/receptive_field.py", "Receptive Field", ":material/hub:", "receptive-field",
      "How far information travels through L layers, for one pattern or a real model's layer stack."),
-    ("app_pages/model_attention.py", "Model Attention", "🤖", "model",
+    ("app_pages/model_attention.py", "Model Attention", ":material/smart_toy:", "model",
      "A real language model reads a document under your mask: attention maps, loss, perplexity, retrieval."),
-    ("app_pages/benchmark.py", "Benchmark", "⏱️", "benchmark",
+    ("app_pages/benchmark.py", "Benchmark", ":material/timer:", "benchmark",
      "Real masked attention through four backends: time, memory and FLOP/s as N grows."),
-    ("app_pages/serving_cost.py", "Serving Cost", "💾", "serving-cost",
+    ("app_pages/serving_cost.py", "Serving Cost", ":material/memory:", "serving-cost",
      "KV cache and VRAM of real models at long context under each design, against real GPUs."),
 ]
 
@@ -221,7 +221,7 @@ def in_line(fn, *args, what: str = "the model", **kwargs):
                           args=(LEFT_LINE, True))
         shown["position"] = position
         shown["text"].info(f"{what[0].upper() + what[1:]} is busy with other people's requests: you are number "
-                           f"**{position}** in line. Your result appears here when it is your turn.", icon="⏳")
+                           f"**{position}** in line. Your result appears here when it is your turn.", icon=":material/hourglass_top:")
 
     if kwargs.get("progress") is not None:
         kwargs["progress"] = deadline(kwargs["progress"], limits.JOB_RUN_S)
@@ -331,7 +331,7 @@ def write_url_state(state: dict, extra_keys=()) -> str:
     return base + "?" + urllib.parse.urlencode(params)
 
 
-def notice(message, kind: str = "error", icon: str | None = "⚠️") -> None:
+def notice(message, kind: str = "error", icon: str | None = ":material/warning:") -> None:
     """A message box for text that quotes what a user typed or linked (errors, URL notices): shown as
     written, never as Markdown."""
     box = {"error": st.error, "warning": st.warning, "info": st.info}[kind]

@@ -68,7 +68,7 @@ st.caption(
     "peak memory measured; sizes that would not fit are skipped with the reason."
 )
 for notice in ui.load_url_state("bench", extra=URL_KEYS):
-    ui.notice(notice, "warning", "🔗")
+    ui.notice(notice, "warning", ":material/link:")
 device = "cuda" if ON_GPU else "cpu"
 # The CPU's thread count is chosen per run (all cores when idle, one under load), so it is named on each
 # row and figure, not here.
@@ -126,7 +126,7 @@ def live_run():
                                                          what="the benchmark machine")
             st.session_state["_bench_cfg"] = cfg
         except Cancelled as e:
-            ui.notice(e, "warning", "⏳")
+            ui.notice(e, "warning", ":material/hourglass_top:")
         bar.empty()
     rows = st.session_state.get("_bench_rows")
     if rows:

@@ -25,7 +25,7 @@ st.markdown(
     "the attention kernels run."
 )
 for notice in ui.load_url_keys("home", URL_KEYS):
-    ui.notice(notice, "warning", "🔗")
+    ui.notice(notice, "warning", ":material/link:")
 ui.set_default("w", 4)
 ui.set_default("layers", 6)
 

@@ -67,10 +67,10 @@ def question_box(q: lessons.Question, number: int) -> None:
         if graded is None:
             st.button("Reveal the answer", key=f"reveal.{q.id}", on_click=reveal, args=(q,), type="primary")
             if f"_guess_error.{q.id}" in st.session_state:
-                ui.notice(st.session_state[f"_guess_error.{q.id}"], "warning", "✍️")
+                ui.notice(st.session_state[f"_guess_error.{q.id}"], "warning", ":material/edit:")
             return
         show = st.success if graded.correct else st.error
-        show(f"**Answer: {graded.answer_text}.** {graded.summary}", icon="✅" if graded.correct else "❌")
+        show(f"**Answer: {graded.answer_text}.** {graded.summary}", icon=":material/check_circle:" if graded.correct else ":material/cancel:")
         for label, value in graded.options:
             st.markdown(f"- {'**' if label == graded.answer else ''}{label}{'**' if label == graded.answer else ''}: {value}")
         st.markdown(graded.explanation)
@@ -98,7 +98,7 @@ if not st.session_state.get("_url_loaded_lessons"):
 else:
     notices = []
 for notice in notices:
-    ui.notice(f"{notice} Opened with the defaults instead.", "warning", "🔗")
+    ui.notice(f"{notice} Opened with the defaults instead.", "warning", ":material/link:")
 
 top = st.columns([3, 2])
 lesson_id = top[0].selectbox("Lesson", lessons.LESSON_IDS, key="lesson", format_func=lambda i: lessons.LESSONS[i].title,
@@ -143,7 +143,7 @@ with right:
             ask = st.empty()  # the offer to run goes once there is a result
             with ask.container():
                 st.info("This step runs a real language model on the CPU: about a minute. The figure appears here.",
-                        icon="⏳")
+                        icon=":material/hourglass_top:")
                 pressed = st.button(step.run_label, key="run_step", type="primary")
             if pressed:
                 ui.join_line()  # pressing Run joins the line again
@@ -166,7 +166,7 @@ with right:
             figure = step_figure(lesson_id, k - 1, items)
             note = step_note(lesson_id, k - 1, items)
         except ValueError as e:
-            ui.notice(e, "info", "ℹ️")
+            ui.notice(e, "info", ":material/info:")
     if figure is not None:
         ui.plot(figure, key="lesson_fig", filename=f"{lesson_id}_step{k}")
         if note:
@@ -175,7 +175,7 @@ with right:
     if target is not None and target.page in PAGE_TITLES:
         label = (f"Open this in {PAGE_TITLES[target.page]} with these settings" if target.params
                  else f"Open the {PAGE_TITLES[target.page]} page")
-        st.page_link(target.page, label=label, icon="↗️", query_params=target.query)
+        st.page_link(target.page, label=label, icon=":material/open_in_new:", query_params=target.query)
 
 with left:
     first = sum(len(s.questions) for s in lesson.steps[: k - 1])
@@ -190,7 +190,7 @@ chosen = {i: {c.name: st.session_state.get(control_key(lesson_id, i + 1, c.name)
 runs = {i: r for (lid, i, vals), r in st.session_state.get("_lesson_results", {}).items()
         if lid == lesson_id and dict(vals) == lesson.steps[i].values(chosen[i])}
 top[1].download_button("Download this lesson as a handout (HTML)", data=lambda: lessons.handout_html(lesson, chosen, runs),
-                       file_name=f"{lesson_id}-handout.html", mime="text/html", on_click="ignore", icon="📄",
+                       file_name=f"{lesson_id}-handout.html", mime="text/html", on_click="ignore", icon=":material/description:",
                        help="Every step's text and figure, the questions with room to answer, and the computed "
                             "answers at the end. One file; opens offline.")
 ui.write_url_keys(lessons.url_params(lesson_id, k, values))

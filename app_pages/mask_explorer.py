@@ -51,7 +51,7 @@ def sidebar_rule(prefix, title, default):
         ui.notice(e)
         return None
     for note in rule_notes(rule, n):
-        st.info(note, icon="ℹ️")
+        st.info(note, icon=":material/info:")
     return pattern, ui.hashable_params(params)
 
 
@@ -98,7 +98,7 @@ def explain(pattern):
 st.title("Mask Explorer")
 st.caption("Which keys may each query attend to? Every cell below is computed from the same rule the kernels run.")
 for notice in ui.load_url_state("explorer"):
-    ui.notice(notice, "warning", "🔗")
+    ui.notice(notice, "warning", ":material/link:")
 
 with st.sidebar:
     ui.set_default("n", 64)

@@ -55,7 +55,7 @@ def in_line(fn, *args, **kwargs):
         raise ValueError(str(e)) from None
 
 
-def failed(error: Exception, icon: str = "⚠️"):
+def failed(error: Exception, icon: str = ":material/warning:"):
     """A refused input or an abandoned request: say why, offer the way back into the line, stop.
     One container for both, so that the next run's place in line replaces them together."""
     with st.container():
@@ -135,7 +135,7 @@ st.caption(
     "ANDed with causal. Every map, loss and answer below is the model's real output."
 )
 for notice in ui.load_url_state("model", n_min=16, extra=URL_KEYS):
-    ui.notice(notice, "warning", "🔗")
+    ui.notice(notice, "warning", ":material/link:")
 info = loaded()
 
 with st.sidebar:
@@ -164,7 +164,7 @@ try:
     model.check_text(text)
     enc = encoded(text, int(max_tokens))
 except ValueError as e:
-    ui.notice(e, "info", "✍️")
+    ui.notice(e, "info", ":material/edit:")
     st.stop()
 n = enc.n
 with st.sidebar:
@@ -220,7 +220,7 @@ if view == "Attention maps":
         masked, thumbs = layer_maps(map_ids, key, layer)
         full, _ = layer_maps(map_ids, None, layer)
     except ValueError as e:
-        failed(e, "⏳")
+        failed(e, ":material/hourglass_top:")
     rule_row = target.rule_for_layer(layer) if isinstance(target, masks.LayerStack) else target
     allowed = dense_numpy(model.decoder_rule(rule_row), m).astype(bool) if rule_row.n in (None, m) else None
     left, right = st.columns(2)
@@ -245,7 +245,7 @@ elif view == "Loss per token":
     try:
         lm, lf = losses(ids, key), losses(ids, None)
     except ValueError as e:
-        failed(e, "⏳")
+        failed(e, ":material/hourglass_top:")
     c = st.columns(3)
     c[0].metric("Perplexity under the mask", f"{np.exp(lm.mean()):.2f}", help=f"mean loss {lm.mean():.3f} nats")
     c[1].metric("Perplexity, full attention", f"{np.exp(lf.mean()):.2f}", help=f"mean loss {lf.mean():.3f} nats")
@@ -279,7 +279,7 @@ elif view == "Window sweep":
                 series["4 sinks + window"] = sweep(ids, tuple(w for w in windows if w != model.FULL), 4,
                                                    progress_bar("Sinks + window")) if any(w != model.FULL for w in windows) else ()
         except ValueError as e:
-            failed(e, "⏳")
+            failed(e, ":material/hourglass_top:")
         full_ppl = next((p.perplexity for p in series["sliding window"] if p.window is None), None)
         ui.plot(model_figures.sweep_figure({k: [(p.window, p.perplexity) for p in v] for k, v in series.items()},
                                            full_ppl, n), key="fig_sweep", filename="perplexity_vs_window")
@@ -303,7 +303,7 @@ elif view == "Retrieval":
         try:
             results = retrieval(*req, progress_bar("Probing"))
         except ValueError as e:
-            failed(e, "⏳")
+            failed(e, ":material/hourglass_top:")
         ui.plot(model_figures.retrieval_figure(results), key="fig_probe", filename="retrieval")
         st.dataframe([{"mask": r.label, "D": r.distance_tokens, "fact": t.key, "expected": t.expected,
                        "answer": t.answer, "correct": t.correct, "gap (tokens)": t.gap_tokens}
@@ -314,7 +314,7 @@ elif view == "Influence vs reach":
     inf_ids = ids[:inf_n]
     if inf_n < 2:
         st.info("Influence traces one token's loss back to the tokens before it: the text needs at least 2 tokens.",
-                icon="✍️")
+                icon=":material/edit:")
         st.stop()
     ui.set_default("target_tok", inf_n - 1)
     if st.session_state["target_tok"] > inf_n - 1:

@@ -65,7 +65,7 @@ st.caption(
     "(residual connections included): what the mask allows, not what a model uses."
 )
 for notice in ui.load_url_state("reach", extra=URL_KEYS):
-    ui.notice(notice, "warning", "🔗")
+    ui.notice(notice, "warning", ":material/link:")
 
 with st.sidebar:
     ui.set_default("n", 256)

@@ -54,7 +54,7 @@ st.caption(
     "Every number is arithmetic you can check (see *Assumptions*)."
 )
 for notice in ui.load_url_keys("cost", URL_KEYS):
-    ui.notice(notice, "warning", "🔗")
+    ui.notice(notice, "warning", ":material/link:")
 for key, value in DEFAULTS.items():
     ui.set_default(key, value)
 
@@ -116,7 +116,7 @@ except ValueError as e:
 st.subheader(f"{model.title} — {design.label}")
 if r["beyond_trained_context"]:
     st.info(f"{context:,} tokens is beyond the {model.trained_context:,} tokens this model was trained for: the "
-            "memory is what it would take, the quality is another matter.", icon="ℹ️")
+            "memory is what it would take, the quality is another matter.", icon=":material/info:")
 m = st.columns(4)
 size = kv.size_text
 m[0].metric("KV cache per token", size(r["kv_bytes_per_token"]),

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import plotly.graph_objects as go
+
+from .axes import tidy_log_axes
 
 BACKEND_COLORS = {"naive": "#D55E00", "sdpa_mask": "#E69F00", "sdpa_causal": "#000000", "flex": "#0072B2"}
 BACKEND_DASH = {"naive": "dot", "sdpa_mask": "dash", "sdpa_causal": "dashdot", "flex": "solid"}
@@ -59,7 +60,7 @@ def growth_figure(rows, field: str, title: str, y_title: str, scale: float = 1.0
     fig.update_yaxes(type="log", title=y_title)
     fig.update_layout(title=dict(text=title, x=0), height=430, template="plotly_white",
                       legend=dict(orientation="h", y=-0.22), margin=dict(t=70, b=40))
-    return fig
+    return tidy_log_axes(fig)
 
 
 def throughput_figure(rows, title: str) -> go.Figure:
@@ -80,7 +81,7 @@ def throughput_figure(rows, title: str) -> go.Figure:
     fig.update_yaxes(type="log", title="TFLOP/s")
     fig.update_layout(title=dict(text=title, x=0), height=430, template="plotly_white",
                       legend=dict(orientation="h", y=-0.22), margin=dict(t=70, b=40))
-    return fig
+    return tidy_log_axes(fig)
 
 
 def largest_n(rows) -> list[dict]:

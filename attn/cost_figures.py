@@ -6,6 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from . import kv
+from .axes import tidy_log_axes
 
 GIB = 2**30
 DESIGN_COLOR = "#0072B2"  # Okabe–Ito blue / vermillion: readable for colour-blind viewers
@@ -35,7 +36,7 @@ def _layout(fig: go.Figure, title: str, x_title: str, y_title: str, log_y: bool 
     )
     fig.update_xaxes(type="log", title=x_title)
     fig.update_yaxes(type="log" if log_y else "linear", title=y_title)
-    return fig
+    return tidy_log_axes(fig)
 
 
 # Reference lines are drawn as traces, not layout shapes: on log axes plotly reads shape

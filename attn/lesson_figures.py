@@ -11,6 +11,7 @@ import math
 import plotly.graph_objects as go
 
 from . import masks, render
+from .axes import tidy_log_axes
 
 # Okabe–Ito colours (colour-blind safe), as in attn.cost_figures.
 COLORS = ("#D55E00", "#E69F00", "#0072B2", "#009E73", "#CC79A7", "#56B4E9", "#000000")
@@ -47,11 +48,11 @@ def pairs_growth_figure(window: int, ns=None) -> go.Figure:
         ys = [int(render.row_counts(rule, n).sum()) for n in ns]
         fig.add_scatter(x=ns, y=ys, name=name, mode="lines+markers", line=dict(color=COLORS[i], width=3, dash=dash),
                         hovertemplate="%{y:,.0f} pairs")
-    _layout(fig, f"Pairs each head scores in one layer, by sequence length (counted from the masks)",
+    _layout(fig, "Pairs each head scores in one layer, by sequence length<br><sup>counted from the masks</sup>",
             "sequence length N (tokens)", "allowed (query, key) pairs")
     fig.update_xaxes(type="log", tickvals=ns, ticktext=[f"{n // 1024}k" for n in ns])
     fig.update_yaxes(type="log", exponentformat="power")
-    return fig
+    return tidy_log_axes(fig)
 
 
 def blocks_figure(rule: masks.MaskRule, n: int, name: str, block: int = 128) -> go.Figure:
