@@ -61,8 +61,13 @@ section[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [da
 .stMainBlockContainer p, .stMainBlockContainer li, .stMainBlockContainer label { font-size: 1.45rem !important; }
 .stMainBlockContainer h1 { font-size: 3.2rem !important; }
 .stMainBlockContainer h2, .stMainBlockContainer h3 { font-size: 2.3rem !important; }
-[data-testid="stMetricValue"], [data-testid="stMetricValue"] * { font-size: 3rem !important; }
-[data-testid="stMetricLabel"] p { font-size: 1.4rem !important; }
+.stMainBlockContainer [data-testid="stMetricValue"], .stMainBlockContainer [data-testid="stMetricValue"] * {
+  font-size: 3rem !important; line-height: 1.2 !important; }
+.stMainBlockContainer [data-testid="stMetricLabel"] p { font-size: 1.4rem !important; }
+.stMainBlockContainer [data-testid="stMetricDelta"] * { font-size: 1.2rem !important; }
+.stMainBlockContainer input, .stMainBlockContainer textarea, .stMainBlockContainer [data-baseweb="select"] * {
+  font-size: 1.3rem !important; }
+.stMainBlockContainer [data-testid="stSliderThumbValue"] { font-size: 1.2rem !important; top: -2rem !important; }
 </style>"""
 
 

@@ -96,6 +96,13 @@ def test_presenter_view_hides_controls_and_is_kept_in_the_link(server, page):
     assert scale and all(c in ("#000000", "rgb(0, 0, 0)") for c in scale), scale
     size = page.evaluate("() => parseFloat(getComputedStyle(document.querySelector('.stMainBlockContainer p')).fontSize)")
     assert size >= 22, size
+    # Metric values are the largest text on the slide, larger than their labels and the body text.
+    metric = page.evaluate(
+        "() => Array.from(document.querySelectorAll('[data-testid=\"stMetric\"]')).map((m) => ["
+        "parseFloat(getComputedStyle(m.querySelector('[data-testid=\"stMetricValue\"] p')).fontSize),"
+        "parseFloat(getComputedStyle(m.querySelector('[data-testid=\"stMetricLabel\"] p')).fontSize)])"
+    )
+    assert metric and all(value >= 40 and value > label for value, label in metric), metric
     # The link reopens the presenter view.
     page.goto(page.url)
     page.locator(".js-plotly-plot").first.wait_for(timeout=WAIT_S * 1000)
