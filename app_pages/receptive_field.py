@@ -89,8 +89,18 @@ with st.sidebar:
         st.caption(STACK_PRESETS[source].source)
     ui.set_default("layers", 8 if source in ("pattern", "custom") else STACK_PRESETS[source].layers)
     layers = st.number_input("Number of layers L", step=1, key="layers", help=f"1 to {reach.MAX_LAYERS}")
-    ui.set_default("token", n - 1)
-    token = st.number_input("Token to trace", step=1, key="token", help="0 to N−1")
+    # The traced token is the last one, and follows N, until the user (or the link) picks one.
+    ui.set_default("_token_follows_n", "token" not in st.session_state)
+    past_end = None
+    if st.session_state["_token_follows_n"]:
+        st.session_state["token"] = n - 1
+    elif isinstance(st.session_state["token"], int) and st.session_state["token"] > n - 1:
+        past_end = f"Token {st.session_state['token']:,} is past the end of N = {n:,}; tracing the last token, {n - 1:,}."
+        st.session_state["token"] = n - 1
+    token = st.number_input("Token to trace", step=1, key="token", help="0 to N−1; the last one unless you pick one",
+                            on_change=lambda: st.session_state.update(_token_follows_n=False))
+    if past_end:
+        ui.notice(past_end, "info", ":material/info:")
 
 try:
     if error:

@@ -52,6 +52,9 @@ def test_bad_input_messages():
     assert not at.exception and any("between 1 and 64" in e.value for e in at.error)
     at.number_input(key="layers").set_value(4)
     at.number_input(key="token").set_value(64).run()
+    assert not at.exception and not at.error and at.number_input(key="token").value == 63
+    assert any("Token 64 is past the end of N = 64; tracing the last token, 63." in i.value for i in at.info)
+    at.number_input(key="token").set_value(-1).run()
     assert not at.exception and any("from 0 to 63" in e.value for e in at.error)
 
     at = open_page(stack="custom", custom="sliding_window wndow=4")
@@ -73,3 +76,27 @@ def test_reach_lists_single_positions_and_spans():
     assert any("can draw on positions 3, 7, 11, 15 (4 intervals)." in m.value for m in at.markdown)
     at = open_page(n="16", stack="pattern", pattern="sliding_window", window="4", layers="2", token="15", layer="1")
     assert any("can draw on positions 12–15 (1 interval)." in m.value for m in at.markdown)
+
+
+def test_traced_token_follows_n_until_one_is_picked():
+    at = open_page(stack="pattern", pattern="sliding_window", window="4")
+    assert at.number_input(key="token").value == 255  # N = 256 by default: the last token
+    at.number_input(key="n").set_value(1024).run()
+    assert not at.exception and at.number_input(key="token").value == 1023
+    assert metric(at, "Share of its context").help.endswith("0..1023")
+    at.number_input(key="token").set_value(100).run()
+    at.number_input(key="n").set_value(2048).run()
+    assert at.number_input(key="token").value == 100  # a picked token stays
+    at.number_input(key="n").set_value(64).run()  # ... unless N shrinks past it
+    assert not at.exception and not at.error and at.number_input(key="token").value == 63
+    assert any("Token 100 is past the end of N = 64" in i.value for i in at.info)
+
+
+def test_link_token_past_n_traces_the_last_token():
+    at = open_page(n="64", token="1000", stack="pattern", pattern="sliding_window", window="4", layers="8")
+    assert not at.exception and not at.error
+    assert at.number_input(key="token").value == 63
+    assert metric(at, "Reach after layer").value == f"{sliding_window_reach(63, 2, 4)} tokens"
+    at = open_page(n="64", token="10")  # a link's token is a choice: N does not move it
+    at.number_input(key="n").set_value(128).run()
+    assert at.number_input(key="token").value == 10
