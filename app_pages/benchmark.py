@@ -38,10 +38,13 @@ def show_results(rows, where: str, key: str):
         ui.plot(bf.throughput_figure(rows, f"Useful vs executed TFLOP/s<br><sup>{label}</sup>"), key=f"{key}_tflops",
                 filename=f"bench_tflops_{key}")
     with right:
-        ui.plot(bf.growth_figure(rows, "peak_bytes", f"Peak memory vs N<br><sup>{label}</sup>", "peak bytes"),
+        ui.plot(bf.growth_figure(rows, "peak_bytes", f"Peak memory vs N<br><sup>{label}</sup>", "peak memory (MiB)",
+                                 scale=1 / 2**20),
                 key=f"{key}_mem", filename=f"bench_memory_{key}")
         st.markdown(f"**Largest N each backend ran** ({where})")
-        st.dataframe(bf.largest_n(rows), hide_index=True, width="stretch")
+        # A static table: its "why" column is a sentence, which a data grid would cut off.
+        st.table(pd.DataFrame([{k: "—" if v is None else f"{v:,}" if isinstance(v, int) else v for k, v in r.items()}
+                               for r in bf.largest_n(rows)]).set_index("backend"))
         ns = sorted({r["n"] for r in rows})
         if ns:
             n = ns[-1]
@@ -70,11 +73,15 @@ st.caption(
 for notice in ui.load_url_state("bench", extra=URL_KEYS):
     ui.notice(notice, "warning", ":material/link:")
 device = "cuda" if ON_GPU else "cpu"
+runs = bench_targets.load_runs(str(ASSETS))
+gpu_runs = [(name, rows) for name, rows in runs if rows[0].get("device") == "cuda"]
 # The CPU's thread count is chosen per run (all cores when idle, one under load), so it is named on each
 # row and figure, not here.
 st.markdown(f"This server runs on **{bench.device_name(torch.device(device), threads=False)}**"
             + ("" if ON_GPU else " (no GPU here: sizes capped at N = 4,096; each run uses all cores when the server is "
-                                  "idle, one thread when it is busy; recorded GPU runs are shown below)."))
+                                  "idle, one thread when it is busy; "
+                                  + ("recorded GPU runs are shown below)." if gpu_runs else
+                                     "no GPU run has been recorded yet, see below).")))
 
 with st.sidebar:
     pattern = ui.pattern_select("", "Pattern", "sliding_window")
@@ -102,11 +109,11 @@ try:
                             device=device, repeats=5, check=check)
     bench.validate(cfg)
 except ValueError as e:
-    ui.notice(e)
-    st.stop()
-
-st.markdown(f"**Your run:** {count(len(cfg.ns), 'size')} × {count(len(cfg.backends), 'backend')} on {device}, "
-            f"{heads} heads ({kv_heads} KV), head dim {head_dim}, {dtype}.")
+    ui.notice(f"{e} Change it in the sidebar to run the benchmark; the recorded runs below do not depend on it.")
+    cfg = None  # no live run; the recorded runs are still shown
+else:
+    st.markdown(f"**Your run:** {count(len(cfg.ns), 'size')} × {count(len(cfg.backends), 'backend')} on {device}, "
+                f"{heads} heads ({kv_heads} KV), head dim {head_dim}, {dtype}.")
 
 
 @st.fragment
@@ -135,13 +142,12 @@ def live_run():
         show_results(rows, "this run", "live")
 
 
-live_run()
+if cfg is not None:
+    live_run()
 
 st.subheader("Recorded runs")
-runs = bench_targets.load_runs(str(ASSETS))
 if not runs:
     st.info("No recorded runs in assets/bench yet.")
-gpu_runs = [(name, rows) for name, rows in runs if rows[0].get("device") == "cuda"]
 if not gpu_runs:
     st.caption("No GPU results have been recorded yet: the GPU sweep (N = 1k…128k, bf16, H100/H200) runs with "
                "`make -k gpu-check` on a machine with a GPU and is committed under assets/bench/.")

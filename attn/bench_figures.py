@@ -74,8 +74,8 @@ def throughput_figure(rows, title: str) -> go.Figure:
         color = BACKEND_COLORS.get(b)
         fig.add_scatter(x=ns, y=[r["useful_tflops_s"] for r in pts], mode="lines+markers", name=f"{b} useful",
                         line=dict(color=color, width=3), hovertemplate="%{y:.3g} TFLOP/s<extra>" + b + " useful</extra>")
-        fig.add_scatter(x=ns, y=[r["executed_tflops_s"] for r in pts], mode="lines", name=f"{b} executed",
-                        line=dict(color=color, width=1.5, dash="dot"),
+        fig.add_scatter(x=ns, y=[r["executed_tflops_s"] for r in pts], mode="lines+markers", name=f"{b} executed",
+                        line=dict(color=color, width=1.5, dash="dot"), marker=dict(size=6, symbol="circle-open"),
                         hovertemplate="%{y:.3g} TFLOP/s<extra>" + b + " executed</extra>")
     _n_axis(fig, rows)
     fig.update_yaxes(type="log", title="TFLOP/s")

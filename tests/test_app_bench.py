@@ -43,6 +43,12 @@ def test_bad_settings_are_messages():
     at = open_page(heads="8", kvh="3")
     assert not at.exception and any("divisible" in e.value or "multiple" in e.value for e in at.error), \
         [e.value for e in at.error]
+    # No run with bad settings, but the recorded runs and targets (independent of them) stay on the page.
+    assert not [b for b in at.button if b.label == "Run the benchmark"]
+    assert any(h.value == "Recorded runs" for h in at.subheader)
+    assert any("The benchmark's targets" in m.value for m in at.markdown)
+    at = open_page(ns="", backends="")
+    assert not at.exception and at.error and any(h.value == "Recorded runs" for h in at.subheader)
 
 
 def test_slope_fit():
