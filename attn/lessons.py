@@ -315,10 +315,23 @@ class Grade:
     options: tuple[tuple[str, str], ...] = ()  # choice: (label, its computed value as text)
 
 
+def _times(x: float) -> str:
+    return f"{x:.3g}" if x < 100 or x >= 1e9 else f"{x:,.0f}"
+
+
 def relative_error_text(rel: float) -> str:
-    """How far off, relative to the answer: a percentage up to 10×, then a multiple (a guess of -1e308
-    must not print a 300-digit percentage)."""
-    return f"{abs(rel):.1%} of the answer" if abs(rel) < 10 else f"{abs(rel):.3g} times the answer"
+    """How far off, relative to the answer (rel = guess / answer − 1), in words a student reads
+    one way only: a percentage while the guess is within a factor of two, then how many times
+    larger or smaller ("4,194,304 times smaller", not "100.0% of the answer"). A guess of the other
+    sign, or zero, says so. Multiples stay short (a guess of -1e308 must not print 300 digits)."""
+    ratio = rel + 1
+    if 0.5 <= ratio <= 2:
+        return f"{abs(rel):.1%} {'above' if rel > 0 else 'below'} the answer"
+    if ratio > 2:
+        return f"{_times(ratio)} times the answer"
+    if ratio > 0:
+        return f"{_times(1 / ratio)} times smaller than the answer"
+    return "zero, where the answer is not" if ratio == 0 else "the other sign from the answer"
 
 
 def grade(question: Question, guess) -> Grade:

@@ -311,10 +311,17 @@ def test_grade_numbers():
 
 def test_far_off_guesses_say_how_many_times_not_a_huge_percentage():
     q = question("window-hops")  # exact: 8
-    assert "(25.0% of the answer)" in lessons.grade(q, 10).summary
-    assert "(900.0% of the answer)" in lessons.grade(q, 80).summary
+    assert "2 too high (25.0% above the answer)" in lessons.grade(q, 10).summary
+    assert "(50.0% below the answer)" in lessons.grade(q, 4).summary
+    assert "(10 times the answer)" in lessons.grade(q, 80).summary
+    assert "(800 times smaller than the answer)" in lessons.grade(q, 0.01).summary
+    assert "(zero, where the answer is not)" in lessons.grade(q, 0).summary
     g = lessons.grade(q, "-1e308")
-    assert "(1.25e+307 times the answer)" in g.summary and len(g.summary) < 200
+    assert "(the other sign from the answer)" in g.summary and len(g.summary) < 200
+    # The case a student met: 4,096 for the 17,179,869,184 pairs of full attention at N = 131,072.
+    g = lessons.grade(question("full-pairs"), 4096)
+    assert "too low (4,194,304 times smaller than the answer)" in g.summary, g.summary
+    assert "1.25e+307 times the answer" in lessons.relative_error_text(1.25e307)
 
 
 def test_grade_choices():
