@@ -211,7 +211,13 @@ if view == "Attention maps":
     head = c[1].slider("Query head", 0, info.heads - 1, key="head",
                        help="; ".join(f"KV head {j} serves query heads {', '.join(map(str, g))}"
                                       for j, g in enumerate(info.kv_groups)))
-    lo, hi = st.slider("Token range shown in the large maps (token labels up to 48 tokens)", 0, m, (0, min(m, 40)), key="_range")
+    rule_row = target.rule_for_layer(layer) if isinstance(target, masks.LayerStack) else target
+    allowed = dense_numpy(model.decoder_rule(rule_row), m).astype(bool) if rule_row.n in (None, m) else None
+    # Start with the first rows the mask cuts into in view (a 64-token window changes nothing in rows 0..63).
+    masked_rows = np.flatnonzero((~allowed & np.tri(m, dtype=bool)).any(axis=1)) if allowed is not None else []
+    first_cut = int(masked_rows[0]) if len(masked_rows) else 0
+    lo, hi = st.slider("Token range shown in the large maps (token labels up to 48 tokens)", 0, m,
+                       (0, min(m, max(40, first_cut + 32))), key="_range")
     if hi - lo < 2:
         st.warning("Choose a range of at least 2 tokens.")
         st.stop()
@@ -221,8 +227,6 @@ if view == "Attention maps":
         full, _ = layer_maps(map_ids, None, layer)
     except ValueError as e:
         failed(e, ":material/hourglass_top:")
-    rule_row = target.rule_for_layer(layer) if isinstance(target, masks.LayerStack) else target
-    allowed = dense_numpy(model.decoder_rule(rule_row), m).astype(bool) if rule_row.n in (None, m) else None
     left, right = st.columns(2)
     with left:
         ui.plot(model_figures.attention_map_figure(masked[head], enc.pieces, f"Layer {layer}, head {head} (KV head "
@@ -233,7 +237,8 @@ if view == "Attention maps":
                                                    lo, hi), key="fig_full", filename=f"attention_L{layer}_H{head}_full")
     if allowed is not None:
         outside = float(full[head][~allowed].sum() / full[head].sum())
-        st.markdown(f"With full attention this head puts **{outside:.1%}** of its weight where the mask forbids it; "
+        st.markdown(f"With full attention this head puts **{outside:.1%}** of its weight (over all {m:,} tokens of the "
+                    "maps, not only the range shown) where the mask forbids it; "
                     "under the mask that weight goes to the allowed keys (rows still sum to 1).")
     st.subheader("Every layer and head at a glance")
     st.caption("Each thumbnail is one head's map, averaged into 24 × 24 blocks and scaled to its own maximum. "
