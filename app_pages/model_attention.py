@@ -391,11 +391,11 @@ else:  # encoder
     left, right = st.columns(2)
     with left:
         ui.plot(model_figures.attention_map_figure(result.weights[e_layer, e_head], result.pieces,
-                f"Encoder layer {e_layer}, head {e_head}: {shorten(e_rule.label, 50)}", 0, hi, dense_numpy(e_rule, m).astype(bool)),
+                f"Encoder layer {e_layer}, head {e_head} under\n{shorten(e_rule.label, 60)}", 0, hi, dense_numpy(e_rule, m).astype(bool)),
                 key="fig_enc", filename="encoder_masked")
     with right:
         ui.plot(model_figures.attention_map_figure(full_result.weights[e_layer, e_head], full_result.pieces,
-                "Same head, full bidirectional attention", 0, hi), key="fig_enc_full", filename="encoder_full")
+                "Same head,\nfull bidirectional attention", 0, hi), key="fig_enc_full", filename="encoder_full")
 
 state = {k: st.session_state[k] for k in st.session_state if not k.startswith("_")}
 state["n"] = n

@@ -21,6 +21,9 @@ DESIGN_TITLES = {
 
 
 def tokens_text(t: int) -> str:
+    """2k, 32k, 1M (= 1,048,576): context lengths as model cards write them."""
+    if t >= 2**20 and t % 2**20 == 0:
+        return f"{t // 2**20:,}M"
     return f"{t // 1024:,}k" if t % 1024 == 0 else f"{t / 1024:.1f}k"
 
 

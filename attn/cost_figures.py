@@ -125,7 +125,9 @@ def saving_figure(model: kv.ModelSpec, design: kv.Design, context: int, batch: i
                     line=dict(color="#56B4E9", width=2, dash="dashdot"), hovertemplate="%{y:.1f}%")
     r = kv.report(model, context, batch, weight_dtype, kv_dtype, design, overhead_bytes)
     _mark_context(fig, context, [(DESIGN_COLOR, 100 * r["kv_saving"]), ("#56B4E9", 100 * r["vram_saving"])])
-    _layout(fig, f"Saving vs full attention: {design.label}", "context (tokens)", "% saved", log_y=False)
+    # The design's label can be long: on its own line (a half-width title is clipped, not wrapped).
+    _layout(fig, f"Saving vs full attention<br><sup>{design.label}</sup>", "context (tokens)", "% saved", log_y=False)
+    fig.update_layout(margin=dict(t=60))
     fig.update_yaxes(range=[-2, 102])
     return fig
 

@@ -211,7 +211,7 @@ class Design:
             "full": "full attention in every layer",
             "sliding": f"sliding window {self.window:,} in every layer",
             "hybrid": f"sliding window {self.window:,}{glob or ', no global layer'}",
-            "sinks": f"{self.sinks} sink tokens + window {self.window:,}",
+            "sinks": f"{self.sinks:,} sink tokens + window {self.window:,}",
             "chunked": f"chunks of {self.chunk:,}{glob}",
         }[k]
 
@@ -429,11 +429,11 @@ def report(model: ModelSpec, context: int, batch: int = 1, weight_dtype: str = "
 
 
 def size_text(b: float) -> str:
-    """Bytes in binary units, 3 significant digits, never in exponent notation (1008 MiB, 86.6 GiB)."""
+    """Bytes in binary units, 3 significant digits, never in exponent notation (1,008 MiB, 86.6 GiB)."""
     for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if b >= scale:
             v = b / scale
-            return f"{v:.0f} {unit}" if v >= 100 else f"{v:.3g} {unit}"
+            return f"{v:,.0f} {unit}" if v >= 100 else f"{v:.3g} {unit}"
     return f"{b:.0f} B"
 
 
@@ -463,8 +463,8 @@ def verdict(model: ModelSpec, context: int, batch: int = 1, weight_dtype: str = 
         s2048 = kv_saving(model, 2048, design)
         smallest = min(c for c in caps if c is not None)
         if s2048 == 0:
-            lines.append(f"**Below 2,048 tokens:** nothing is saved — every capped layer still holds the whole "
-                         f"context up to {smallest:,} tokens.")
+            lines.append(f"**Below 2,048 tokens:** nothing is saved, nor up to {smallest:,} tokens: a capped layer "
+                         f"holds the whole context until it is longer than its {smallest:,}-token window.")
         else:
             lines.append(f"**Below 2,048 tokens:** the saving at 2,048 tokens is {s2048:.0%}; "
                          f"it is zero below {smallest:,} tokens.")

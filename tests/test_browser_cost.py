@@ -105,7 +105,7 @@ def test_change_preset_and_context(server, page):
 def test_shared_link_and_bad_values(server, page):
     page.goto(server + "/serving-cost?model=gemma-2-9b&ctx=8192&batch=2&overhead=0&design=own&kvdtype=fp8&batch=oops")
     # batch=oops is the last value of the repeated key: refused with a notice, the default 1 is used.
-    wait_kv(page, "1008 MiB")  # 21 × 8192 × 12288 × ½ B / 2^20
+    wait_kv(page, "1,008 MiB")  # 21 × 8192 × 12288 × ½ B / 2^20
     wait_idle(page)
     warnings = page.locator('[data-testid="stAlertContentWarning"]').all_inner_texts()
     assert any("Ignored URL parameter batch" in w for w in warnings), warnings

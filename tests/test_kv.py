@@ -200,9 +200,10 @@ def test_cli_list_and_errors():
 
 
 def test_size_text():
-    assert kv.size_text(1008 * 2**20) == "1008 MiB"
+    assert kv.size_text(1008 * 2**20) == "1,008 MiB"
     assert kv.size_text(86.6 * 2**30) == "86.6 GiB"
     assert kv.size_text(512 * 2**20) == "512 MiB"
     assert kv.size_text(16 * 1024) == "16 KiB"
-    assert kv.size_text(1536 * 2**30) == "1536 GiB"
+    assert kv.size_text(4112 * 2**30) == "4,112 GiB"  # thousands separated, as every other number
+    assert kv.size_text(1536 * 2**30) == "1,536 GiB"
     assert kv.size_text(12) == "12 B"
