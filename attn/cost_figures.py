@@ -90,15 +90,19 @@ def vram_figure(model: kv.ModelSpec, design: kv.Design, context: int, batch: int
                     hovertemplate="%{y:.3g} GiB")
     fig.add_scatter(x=contexts, y=ys, name=design.label, line=dict(color=DESIGN_COLOR, width=3),
                     hovertemplate="%{y:.3g} GiB")
-    _hline(fig, contexts, base, f"weights ({weight_dtype})" + (" + allowance" if overhead_bytes else ""), REF_COLOR)
+    # Weights: a thick dash-dot line, unlike the thin solid grey lines of GPU capacities.
+    _hline(fig, contexts, base, f"weights ({weight_dtype})" + (" + allowance" if overhead_bytes else ""), REF_COLOR,
+           dash="dashdot", width=2.5)
     for gpu in gpus:
         _hline(fig, contexts, gpu.memory_bytes / GIB, gpu.name, "#AAAAAA", width=1, legend=False)
     by_size: dict[int, list[str]] = {}
     for gpu in gpus:  # one label per capacity: A100 and H100 share a line
         by_size.setdefault(gpu.memory_bytes, []).append(gpu.name)
-    for memory, names in by_size.items():
-        fig.add_annotation(x=0, xref="paper", y=float(np.log10(memory / GIB)), yref="y", text=" / ".join(names),
-                           showarrow=False, xanchor="left", yanchor="bottom", font=dict(size=10, color="#444"))
+    # Neighbouring capacities (24 and 32 GB) sit close on a log axis: labels alternate left and right.
+    for i, (memory, names) in enumerate(sorted(by_size.items())):
+        fig.add_annotation(x=i % 2, xref="paper", y=float(np.log10(memory / GIB)), yref="y", text=" / ".join(names),
+                           showarrow=False, xanchor="right" if i % 2 else "left", yanchor="bottom",
+                           font=dict(size=10, color="#444"))
     at = base + kv.kv_bytes(model, context, batch, kv_dtype, design) / GIB
     at_full = base + kv.kv_bytes(model, context, batch, kv_dtype, kv.Design("full")) / GIB
     _mark_context(fig, context, [(FULL_COLOR, at_full), (DESIGN_COLOR, at)])

@@ -217,6 +217,9 @@ def reach_growth_figure(counts: list[int], token: int, analytic: list[int] | Non
         hovermode="x unified",
     )
     fig.update_xaxes(dtick=_layer_dtick(len(counts)))
+    # From 0 to past the whole context: a flat line (reach full from layer 1) would otherwise get
+    # Plotly's fractional ticks (255.5 tokens), and every reach reads against the whole.
+    fig.update_yaxes(range=[0, (token + 1) * 1.08], tickformat=",d")
     return fig
 
 

@@ -163,7 +163,7 @@ def influence_figure(influence: np.ndarray, reach: np.ndarray, token: int, label
                     line=dict(color="#0072B2", width=2), hovertemplate="position %{x}: %{y:.3g}<extra></extra>")
     fig.add_scatter(x=[token, token], y=[1e-6, 1], mode="lines", name=f"predicted token {token}",
                     line=dict(color=MASKED_COLOR, dash="dot"))
-    fig.update_yaxes(type="log", range=[-6, 0.1], title="relative influence")
+    fig.update_yaxes(type="log", range=[-6, 0.1], title="relative influence", exponentformat="power")  # not 0.001 beside 100µ
     fig.update_xaxes(title="input position", range=[-1, n])
     fig.update_layout(title=dict(text=html.escape(f"What the loss of token {token} depends on — {label}"), x=0), height=420,
                       template="plotly_white", bargap=0, legend=dict(orientation="h", y=-0.2))

@@ -69,3 +69,9 @@ def test_layer_axes_tick_whole_layers():
     assert figures.reach_growth_figure([4, 4], 15).layout.xaxis.dtick == 1
     assert figures.reach_map_figure(sets, 15).layout.yaxis.dtick == 1
     assert figures.reach_growth_figure(list(range(1, 43)), 200).layout.xaxis.dtick is None  # 42 layers: Plotly's own
+
+
+def test_reach_axis_counts_whole_tokens_from_zero():
+    # A reach that is full from layer 1 (a flat line at 256) must not get ticks at 255.5 tokens.
+    y = figures.reach_growth_figure([256] * 8, 255).layout.yaxis
+    assert y.tickformat == ",d" and y.range[0] == 0 and y.range[1] > 256
