@@ -81,7 +81,8 @@ def compare_table(sa: render.MaskStats, sb: render.MaskStats) -> dict:
         ("keys per query (min)", "{:,}", lambda s: s.min_keys),
         ("keys per query (mean)", "{:,.1f}", lambda s: s.mean_keys),
         ("keys per query (max)", "{:,}", lambda s: s.max_keys),
-        ("128×128 blocks run", "{:,}", lambda s: s.blocks_touched),
+        ("128×128 blocks run", "{}", lambda s: f"{s.blocks_touched:,} of {s.blocks_total:,} "
+                                               f"({ui.share(s.blocks_touched / s.blocks_total)})"),
     ]
     return {
         "measure": [r[0] for r in rows],
@@ -127,7 +128,7 @@ else:
             ui.plot(mask_fig(pattern, n, params, labels, tiles), key=f"fig_{name}", filename=f"mask_{pattern}_{n}")
             s = stats(pattern, n, params)
             st.markdown(
-                f"**{s.allowed_pairs:,}** pairs · **{s.density_vs_causal:.2%}** of causal FLOPs · "
+                f"**{s.allowed_pairs:,}** pairs · **{ui.share(s.density_vs_causal)}** of causal FLOPs · "
                 f"keys per query **{s.min_keys:,}–{s.max_keys:,}**"
             )
             explain(pattern)

@@ -124,7 +124,10 @@ def progress_bar(label):
     bar = st.empty()  # drawn once the work starts: nothing while the request waits in line or after it left
 
     def update(done, total, what):
-        bar.progress(done / max(total, 1), text=f"{label}: {what} ({done}/{total})")
+        if done >= total:  # finished: the results below say the rest
+            bar.empty()
+        else:
+            bar.progress(done / max(total, 1), text=f"{label}: {what} ({done}/{total})")
 
     return update
 
@@ -192,11 +195,12 @@ except ValueError as e:
     st.stop()
 label = model.target_label(target)
 ids = tuple(enc.ids)
-if enc.notice:
-    st.caption(f"✂️ {enc.notice}")
-st.markdown(f"**{n:,} tokens** under **{markdown_literal(label)}** · model on **{info.device}**")
-
 ui.set_default("view", SECTIONS[0])
+view = st.session_state["view"] or SECTIONS[0]
+if view != SECTIONS[-1]:  # the encoder view has its own model, tokenizer and pattern, stated there
+    if enc.notice:
+        st.caption(f"✂️ {enc.notice}")
+    st.markdown(f"**{n:,} tokens** under **{markdown_literal(label)}** · model on **{info.device}**")
 view = st.segmented_control("Show", SECTIONS, key="view", label_visibility="collapsed") or SECTIONS[0]
 
 if view == "Attention maps":
@@ -289,7 +293,8 @@ elif view == "Window sweep":
         ui.plot(model_figures.sweep_figure({k: [(p.window, p.perplexity) for p in v] for k, v in series.items()},
                                            full_ppl, n), key="fig_sweep", filename="perplexity_vs_window")
         st.dataframe([{"mask": p.label, "perplexity": round(p.perplexity, 3), "mean loss": round(p.mean_loss, 4),
-                       "seconds": round(p.seconds, 2)} for v in series.values() for p in v], hide_index=True)
+                       "forward (s)": "reused from an earlier run" if p.reused else f"{p.seconds:.2f}"}
+                      for v in series.values() for p in v], hide_index=True)
 
 elif view == "Retrieval":
     st.markdown("A made-up fact (“the code for the blue locker is 4817”) is followed by D tokens of filler text "
@@ -345,7 +350,7 @@ elif view == "Influence vs reach":
 elif view == "Continuation":
     new_tokens = st.slider("New tokens", 4, LIM.new_tokens, 24, key="_new_tokens")
     prompt_ids = ids[: max(2, n - new_tokens)]
-    st.caption(f"Prompt: the first {len(prompt_ids):,} tokens, ending “…{''.join(enc.pieces[max(0, len(prompt_ids) - 20):len(prompt_ids)])}”")
+    st.caption(f"Prompt: the first {len(prompt_ids):,} tokens, ending “…{''.join(enc.pieces[max(0, len(prompt_ids) - 20):len(prompt_ids)]).replace(chr(10), ' ⏎ ')}”")
     req = (prompt_ids, key, int(new_tokens))
     if st.button("Generate both", type="primary"):
         ui.join_line()  # pressing Run joins the line again
@@ -379,7 +384,7 @@ else:  # encoder
     except ValueError as e:
         failed(e)
     if notice:
-        st.caption(f"✂️ {notice}")
+        st.caption(f"✂️ {notice} Counted by the encoder's own tokenizer; the sidebar's mask applies to the decoder only.")
     full_result, _ = encoder(text, None, ())
     st.metric("Cosine similarity to the full-attention embedding", f"{result.cosine:.4f}")
     c = st.columns(2)

@@ -578,6 +578,7 @@ class SweepPoint:
     mean_loss: float
     perplexity: float
     seconds: float
+    reused: bool = False  # the losses came from the cache of an earlier request: seconds is not a forward
 
 
 def sweep_rule(window, sinks: int = 0) -> MaskRule | None:
@@ -611,11 +612,12 @@ def window_sweep(
         label = target_label(rule) if rule is not None else "full causal"
         if progress:
             progress(i, len(rules), label)
-        start = time.perf_counter()
+        start, misses = time.perf_counter(), _token_losses_cached.cache_info().misses
         losses = token_losses(ids, rule)
+        reused = _token_losses_cached.cache_info().misses == misses
         mean = float(losses.mean())
         window = None if rule is None else int(w)
-        points.append(SweepPoint(window, label, mean, math.exp(mean), time.perf_counter() - start))
+        points.append(SweepPoint(window, label, mean, math.exp(mean), time.perf_counter() - start, reused))
     if progress:
         progress(len(rules), len(rules), "done")
     return tuple(points)

@@ -146,6 +146,8 @@ def test_perplexity_orders_by_window_on_every_sample(doc):
     ppl = [p.perplexity for p in sweep]
     assert ppl[0] > ppl[1] > ppl[2], (doc, ppl)
     assert [p.window for p in sweep] == [16, 64, None]
+    again = model.window_sweep(ids, (16, 37))  # 16 was computed above: reused, not timed as a forward
+    assert [p.reused for p in again] == [True, False] and again[0].perplexity == ppl[0]
 
 
 def test_influence_is_zero_outside_receptive_field(story_ids):
