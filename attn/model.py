@@ -153,7 +153,9 @@ class Encoded:
 
 
 def _encode_with(tokenizer, text: str, max_tokens: int | None, special_tokens: bool) -> Encoded:
-    enc = tokenizer(text, add_special_tokens=special_tokens, return_offsets_mapping=True)
+    # The whole text is tokenized to count it (and cut below): verbose=False drops the tokenizer's
+    # "longer than the maximum sequence length" warning, which the cut makes moot.
+    enc = tokenizer(text, add_special_tokens=special_tokens, return_offsets_mapping=True, verbose=False)
     ids = list(enc["input_ids"])
     offsets = [tuple(int(x) for x in o) for o in enc["offset_mapping"]]
     total = len(ids)
