@@ -580,9 +580,12 @@ def test_widgets_receptive_field():
     step(at, at.slider(key="layer"), reach.MAX_LAYERS, "reach layer=64")
     step(at, at.number_input(key="layers"), 3, "reach layers=3 below the slider")
     assert at.slider(key="layer").value == 3  # clamped to the new number of layers
-    for value in (-1, 64, 10**9):
+    step(at, at.number_input(key="token"), -1, "reach token=-1")
+    assert "from 0 to 63" in errors(at)
+    for value in (64, 10**9):  # past the end: the last token is traced, with a note
         step(at, at.number_input(key="token"), value, f"reach token={value}")
-        assert "from 0 to 63" in errors(at)
+        assert not at.error and at.number_input(key="token").value == 63
+        assert any("past the end of N = 64" in i.value for i in at.info)
     step(at, at.number_input(key="token"), 0, "reach token=0")
     for value in (-5, 64, 10**6):
         step(at, at.number_input(key="src"), value, f"reach src={value}")
