@@ -67,6 +67,7 @@ def _square_layout(fig: go.Figure, title: str, n: int, height: int = 640) -> go.
         autorange="reversed",
         scaleanchor="x",
         constrain="domain",
+        constraintoward="top",  # a square narrower than tall sits under its title, not mid-figure
         showgrid=False,
     )
     return fig
