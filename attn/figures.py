@@ -299,6 +299,7 @@ def bool_matrix_figure(matrix: np.ndarray, title: str, yes: str, no: str, color:
 
 # Okabe–Ito: distinguishable under the common colour-vision deficiencies, strong on white.
 PRESENTER_LINES = ("#0072B2", "#D55E00", "#000000", "#009E73", "#CC79A7", "#E69F00", "#56B4E9")
+_PRESENTER_KEEP = {"#999", "#AAAAAA", "#888", "#555555", "white", "#ffffff", "#FFFFFF"}  # greys and white stay
 PRESENTER_BINARY = [[0, "#ffffff"], [1, "#000000"]]
 PRESENTER_FRACTION = [[0.0, "#ffffff"], [1e-9, "#E69F00"], [0.5, "#B35900"], [1.0, "#000000"]]
 PRESENTER_DIFF = [[0.0, "#0072B2"], [0.5 - 1e-9, "#8CC4E6"], [0.5, "#ffffff"], [0.5 + 1e-9, "#F2B27F"],
@@ -315,7 +316,24 @@ def presenter_style(fig: go.Figure) -> go.Figure:
     fig.update_yaxes(title_font=dict(size=22), tickfont=dict(size=18))
     if fig.layout.height:
         fig.update_layout(height=int(fig.layout.height * 1.25))
-    line_i = 0
+    # Larger type needs more room above the plot: titles of 1-3 lines and a top axis. Titles of
+    # several lines (a rule's full text) get 22 px: at 26 they overflow a half-width column.
+    fig.update_layout(margin=dict(t=int((fig.layout.margin.t or 80) * 1.5)))
+    title = fig.layout.title
+    if title.text and "<br>" in title.text:
+        title.font.size = 22
+    if title.yref == "container":  # anchored at the figure's top edge: keep the first line inside it
+        title.pad.t = max(title.pad.t or 0, 24)
+    for ann in fig.layout.annotations:
+        ann.font.size = max(16, int((ann.font.size or 12) * 1.5))
+    # One presenter colour per original colour, so a curve's dots keep matching its line.
+    mapping: dict[str, str] = {}
+
+    def recolor(c):
+        if not isinstance(c, str) or c in _PRESENTER_KEEP:
+            return c
+        return mapping.setdefault(c, PRESENTER_LINES[len(mapping) % len(PRESENTER_LINES)])
+
     for trace in fig.data:
         if trace.type == "heatmap":
             scale = trace.colorscale or ()
@@ -326,12 +344,12 @@ def presenter_style(fig: go.Figure) -> go.Figure:
             else:
                 trace.colorscale = PRESENTER_FRACTION
         elif trace.type in ("scatter", "scattergl"):
-            color = PRESENTER_LINES[line_i % len(PRESENTER_LINES)]
-            line_i += 1
             if trace.line is not None:
                 trace.line.width = max(3, (trace.line.width or 2) * 1.6)
-                if trace.line.color not in (None, "#999", "#AAAAAA", "#888", "#555555"):
-                    trace.line.color = color
-            if trace.marker is not None and trace.marker.size is not None:
-                trace.marker.size = trace.marker.size * 1.5
+                trace.line.color = recolor(trace.line.color)
+            if trace.marker is not None:
+                c = trace.marker.color
+                trace.marker.color = [recolor(x) for x in c] if isinstance(c, (list, tuple)) else recolor(c)
+                if trace.marker.size is not None and not isinstance(trace.marker.size, (list, tuple)):
+                    trace.marker.size = trace.marker.size * 1.5
     return fig

@@ -75,3 +75,18 @@ def test_reach_axis_counts_whole_tokens_from_zero():
     # A reach that is full from layer 1 (a flat line at 256) must not get ticks at 255.5 tokens.
     y = figures.reach_growth_figure([256] * 8, 255).layout.yaxis
     assert y.tickformat == ",d" and y.range[0] == 0 and y.range[1] > 256
+
+
+def test_presenter_style_keeps_dots_matching_their_lines():
+    # Serving Cost marks each curve's value at the chosen context with a dot of the curve's colour.
+    from attn import cost_figures, kv
+
+    fig = cost_figures.kv_figure(kv.PRESETS["mistral-7b-v0.1"], kv.Design(), 32768, 1, "bf16",
+                                 cost_figures.context_grid())
+    styled = figures.presenter_style(fig)
+    line_of = {t.name: t.line.color for t in styled.data if t.mode != "markers"}
+    dots = next(t for t in styled.data if t.mode == "markers")
+    assert list(dots.marker.color) == [line_of["full attention"], line_of["the model's own design"]]
+    assert line_of["full attention"] != line_of["the model's own design"]
+    assert styled.layout.margin.t > (fig.layout.margin.t or 0)
+    assert all(a.font.size >= 16 for a in styled.layout.annotations)
