@@ -56,7 +56,11 @@ def until(source, pattern, params, custom, n, a, b):
 def on_source_change():
     chosen = st.session_state["stack"]
     if chosen in STACK_PRESETS:
-        st.session_state["layers"] = STACK_PRESETS[chosen].layers
+        preset = STACK_PRESETS[chosen]
+        st.session_state["layers"] = preset.layers
+        if st.session_state["n"] < preset.n:  # at N = 256 a 4,096-token window is full attention
+            st.session_state["_n_raised"] = f"N raised to {preset.n:,} so that this stack's windows show; change it in the sidebar."
+            st.session_state["n"] = preset.n
 
 
 st.title("Receptive Field")
@@ -87,6 +91,8 @@ with st.sidebar:
         custom = st.text_input("Rules, cycled over layers", key="custom", help="e.g. sliding_window window=64 | causal")
     else:
         st.caption(STACK_PRESETS[source].source)
+        if st.session_state.get("_n_raised"):
+            st.caption(st.session_state.pop("_n_raised"))
     ui.set_default("layers", 8 if source in ("pattern", "custom") else STACK_PRESETS[source].layers)
     layers = st.number_input("Number of layers L", step=1, key="layers", help=f"1 to {reach.MAX_LAYERS}")
     # The traced token is the last one, and follows N, until the user (or the link) picks one.
@@ -125,7 +131,7 @@ st.session_state["_layer_keep"] = layer
 full = result.full_context_layer
 c = st.columns(3)
 c[0].metric(f"Reach after layer {layer}", f"{counts[layer - 1]:,} tokens", help="inputs token can draw on, itself included")
-c[1].metric("Share of its context", f"{counts[layer - 1] / (token + 1):.1%}", help=f"of the {token + 1:,} tokens 0..{token}")
+c[1].metric("Share of its context", ui.share(counts[layer - 1] / (token + 1)), help=f"of the {token + 1:,} tokens 0..{token}")
 c[2].metric("Whole context reached at", f"layer {full}" if full else "never", help=f"within {layers} layers")
 if full is None:
     st.caption(
@@ -162,7 +168,8 @@ else:
 st.subheader("How many layers until token a can influence token b?")
 q = st.columns(3)
 ui.set_default("src", 0)
-a = q[0].number_input("token a (earlier)", step=1, key="src")
+a = q[0].number_input("token a", step=1, key="src",
+                      help="the source; under a causal mask only earlier tokens can ever reach b")
 b = q[1].number_input("token b", value=int(token), step=1, disabled=True, help="the traced token")
 try:
     needed = until(source, pattern, params, custom, n, int(a), int(token))

@@ -208,6 +208,7 @@ class StackPreset:
     layers: int
     spec: str  # per-layer rules, cycled; the syntax of `parse_stack`
     source: str
+    n: int = 32768  # a length several windows long, where the stack's structure shows
 
 
 # Values from the published model configs (config.json on the Hugging Face hub).
@@ -234,6 +235,7 @@ STACK_PRESETS = {
             12,
             "local_global window=512 global_tokens=0 causal=0",
             "allenai/longformer-base-4096 config: 12 layers, attention_window 512; [CLS] global",
+            4096,  # the model's own maximum length
         ),
         StackPreset(
             "llama4-scout",

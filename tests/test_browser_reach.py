@@ -179,7 +179,7 @@ def test_sliding_window_reach_follows_the_slider(server, page):
     # Positions 63 − 15 .. 63, one run; the share is 16 of the 64 tokens 0..63.
     summary = page.get_by_text("After layer 5", exact=True).locator("xpath=ancestor::p[1]")
     assert "can draw on positions 48–63 (1 interval)" in summary.inner_text(), summary.inner_text()
-    assert metric_value(page, "Share of its context") == "25.0%"
+    assert metric_value(page, "Share of its context") == "25%"  # 16 of 64, three significant digits (ui.share)
     # The slider selects a view, not the stack: the growth curve is unchanged, and the URL follows.
     assert wait_reach_y(page, expected_y)["y"] == expected_y
     wait_url(page, {"layer": "5", "layers": str(SW_L), "token": str(SW_Q), "window": str(SW_W)})
@@ -195,7 +195,7 @@ def test_gemma2_stack_reaches_whole_context_at_layer_two(server, page):
     wait_idle(page)
     wait_metric(page, "Whole context reached at", "layer 2")
     assert metric_value(page, "Reach after layer 1") == "4,096 tokens"
-    assert metric_value(page, "Share of its context") == f"{4096 / n:.1%}"  # 3.1%
+    assert metric_value(page, "Share of its context") == "3.12%"  # 4,096 of 131,072 = 3.125%, three significant digits
     assert page.get_by_role("combobox", name="Rule in each layer", exact=True).input_value().startswith("Gemma 2 9B")
     assert page.get_by_label(LAYERS_INPUT, exact=True).input_value() == "42"
     info = wait_reach_y(page, [4096] + [n] * 41)
