@@ -44,10 +44,14 @@ with st.container(border=True):
     with right:
         ui.plot(figures.reach_growth_figure(result.counts, TOKEN, analytic, result.full_context_layer),
                 key="home_reach", filename=f"reach_sliding_window_{w}")
-    last = result.counts[-1]
+    last, full = result.counts[-1], result.full_context_layer
+    growth = (f"each layer adds W − 1 = {int(w) - 1} more" if full is None else
+              f"each layer adds up to W − 1 = {int(w) - 1} more, until layer {full} reaches the whole context")
+    if int(w) == 1:
+        growth = "a window of 1 is the token alone, so layers add nothing"
     st.markdown(
         f"One layer lets token {TOKEN} use **{min(int(w), TOKEN + 1)}** tokens; after **{layers}** layers it can draw "
-        f"on **{last}** of its {TOKEN + 1} — each layer adds W − 1 = {int(w) - 1} more. That is how Mistral 7B, "
+        f"on **{last}** of its {TOKEN + 1} — {growth}. That is how Mistral 7B, "
         "with a 4,096-token window in 32 layers, reaches about 131,000 tokens."
     )
 

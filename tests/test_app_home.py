@@ -49,3 +49,10 @@ def test_presenter_view_and_figure_format_come_from_the_url():
     assert not at.exception
     assert at.toggle(key="present").value is False
     assert any("Ignored URL parameter w" in w.value for w in at.warning)
+
+
+def test_live_example_sentence_stops_growing_at_the_whole_context():
+    at = open_app(w="16", layers="12")
+    text = " ".join(m.value for m in at.markdown)
+    # 48 tokens, W = 16: reach 16, 31, 46, then 48 at layer 4 (the analytic min(q+1, l·15+1)).
+    assert "can draw on **48** of its 48" in text and "until layer 4 reaches the whole context" in text, text
