@@ -348,7 +348,9 @@ def grade(question: Question, guess) -> Grade:
         if diff == 0:
             summary = "Exactly right."
         else:
-            how = f"{fmt_number(abs(diff), question.unit)} too {'high' if diff > 0 else 'low'}"
+            # A difference of percentages is in percentage points (50% for 48.4% is 1.6 points, 3.2% too high).
+            gap = f"{abs(diff):.1f} percentage points" if question.unit == "%" else fmt_number(abs(diff), question.unit)
+            how = f"{gap} too {'high' if diff > 0 else 'low'}"
             how += f" ({relative_error_text(rel)})" if rel is not None else ""
             summary = f"Right: {how}, {question.tolerance_text()}." if correct else \
                 f"Off: {how}; {question.tolerance_text()}."

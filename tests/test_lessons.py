@@ -307,6 +307,8 @@ def test_grade_numbers():
     q = question("gemma-kv")  # ±5 percentage points
     right = lessons.answer(q)
     assert lessons.grade(q, f"{right + 4.9:.2f}%").correct and not lessons.grade(q, right - 5.1).correct
+    g = lessons.grade(q, "50%")  # the answer is 48.4%: 1.6 percentage points, 3.2% of the answer
+    assert f"{50 - right:.1f} percentage points too high ({(50 - right) / right:.1%} above the answer)" in g.summary, g.summary
 
 
 def test_far_off_guesses_say_how_many_times_not_a_huge_percentage():
