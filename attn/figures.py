@@ -129,7 +129,8 @@ def overview_figure(ov: TileOverview, title: str | None = None) -> go.Figure:
             colorbar=dict(title=dict(text="allowed<br>share of<br>tile", side="top"), tickformat=".0%", len=0.8),
         )
     )
-    what = "cell = one (query, key) pair" if size == 1 else f"cell = {size}×{size} tokens, colour = exact share allowed"
+    # Three short lines rather than two long ones: a half-width (compare) figure clips, it does not wrap.
+    what = "cell = one (query, key) pair" if size == 1 else f"cell = {size}×{size} tokens<br>colour = exact share allowed"
     return _square_layout(fig, title or f"{wrap_label(ov.rule_label)}<br>N = {ov.n:,} · {what}", ov.n)
 
 

@@ -73,6 +73,10 @@ def test_shared_link_reopens_same_view():
     assert at.number_input(key="seed").value == 4
     assert at.selectbox(key="b_pattern").value == "sliding_window"
     assert len(at.get("plotly_chart")) == 3  # A, B and their difference
+    table = at.table[0].value  # A vs B; B counted by hand here
+    assert table.loc["allowed pairs", "B"] == f"{sum(min(q + 1, 32) for q in range(300)):,}"
+    # 300 tokens = 3 × 3 blocks of 128; a 32-token causal window touches (0,0), (1,0), (1,1), (2,1), (2,2).
+    assert table.loc["128×128 blocks run", "B"] == "5 of 9 (55.6%)"
     link = at.code[0].value
     assert "seed=4" in link and "b_window=32" in link and "n=300" in link
 
