@@ -463,8 +463,9 @@ def verdict(model: ModelSpec, context: int, batch: int = 1, weight_dtype: str = 
         s2048 = kv_saving(model, 2048, design)
         smallest = min(c for c in caps if c is not None)
         if s2048 == 0:
+            span = "chunk" if design.kind == "chunked" else "window"
             lines.append(f"**Below 2,048 tokens:** nothing is saved, nor up to {smallest:,} tokens: a capped layer "
-                         f"holds the whole context until it is longer than its {smallest:,}-token window.")
+                         f"holds the whole context until it is longer than its {smallest:,}-token {span}.")
         else:
             lines.append(f"**Below 2,048 tokens:** the saving at 2,048 tokens is {s2048:.0%}; "
                          f"it is zero below {smallest:,} tokens.")
