@@ -334,6 +334,12 @@ def relative_error_text(rel: float) -> str:
     return "zero, where the answer is not" if ratio == 0 else "the other sign from the answer"
 
 
+def option_values(question: Question, sol) -> tuple[tuple[str, str], ...]:
+    """A choice question's options with their computed values as text (shown with the answer)."""
+    unit = f" {question.value_label}" if question.value_label else ""
+    return tuple((c, fmt_number(v, question.unit) + unit) for c, v in zip(question.choices, sol))
+
+
 def grade(question: Question, guess) -> Grade:
     """Compare a guess (a number or typed text; a choice label or index) with the computed answer."""
     sol = solve(question)
@@ -363,8 +369,7 @@ def grade(question: Question, guess) -> Grade:
     diff = values[guess] - values[right]
     rel = diff / values[right] if values[right] else None
     correct = guess == right
-    options = tuple((c, fmt_number(values[c], question.unit) + (f" {question.value_label}" if question.value_label else ""))
-                    for c in question.choices)
+    options = option_values(question, sol)
     if correct:
         summary = "Right."
     else:
@@ -409,11 +414,11 @@ def _q_cheapest() -> Question:
     def explain(values):
         best = values.index(min(values))
         (label_w, rule_w, n_w), value_w = CHEAPEST[1], values[1]
-        listed = "; ".join(f"{label}: {fmt_number(v)}" for (label, _, _), v in zip(CHEAPEST, values))
-        text = f"Pairs per head and layer — {listed}. Fewest: **{CHEAPEST[best][0]}**."
+        # The options' pair counts are listed with the answer (option_values); not repeated here.
+        text = f"Fewest: **{CHEAPEST[best][0]}**."
         if best != 1:
             text += (f" A window makes the cost linear in N (about N·W = {n_w:,} × {rule_w.param_dict['window']:,}), "
-                     f"but at this length it still comes to {value_w / values[best]:.1f}× the cheapest: linear with a "
+                     f"but at this length it still comes to {value_w / values[best]:.3g}× the cheapest: linear with a "
                      "large constant can lose to quadratic on a shorter text.")
         return text
 
@@ -1190,8 +1195,11 @@ def handout_html(lesson: Lesson, values: dict | None = None, results: dict | Non
     answers = []
     for q in lesson.questions:
         a = html.escape(answer_text(q))
-        why = md_to_html(q.explain(solve(q))) if q.explain else ""
-        answers.append(f"<li><p><strong>{a}</strong></p>{why}</li>")
+        sol = solve(q)
+        why = md_to_html(q.explain(sol)) if q.explain else ""
+        values = ("<ul>" + "".join(f"<li>{html.escape(label)}: {html.escape(v)}</li>" for label, v in option_values(q, sol))
+                  + "</ul>") if q.kind == "choice" else ""
+        answers.append(f"<li><p><strong>{a}</strong></p>{values}{why}</li>")
     return "\n".join([
         "<!DOCTYPE html>",
         '<html lang="en">',

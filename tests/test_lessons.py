@@ -337,6 +337,9 @@ def test_grade_choices():
     assert not g.correct and g.guess == q.choices[wrong]
     assert g.abs_error == values[wrong] - min(values)
     assert g.rel_error == pytest.approx(values[wrong] / min(values) - 1)
+    # The option values are listed once, with the answer, not again in the explanation; same ratio format.
+    assert dict(g.options)[q.choices[1]] == "528,484,352 pairs" and "528,484,352" not in g.explanation
+    assert "3.94×" in g.explanation and "3.94×" in lessons.grade(q, 1).summary
     with pytest.raises(ValueError, match="Pick one"):
         lessons.grade(q, "none of these")
     with pytest.raises(ValueError, match="Pick one"):
@@ -425,6 +428,9 @@ def test_handout_is_valid_html_with_every_step_and_answer(lid):
     answers = text[text.index("Answers"):]
     for q in lesson.questions:
         assert lessons.answer_text(q) in answers
+        if q.kind == "choice":  # every option with its computed value, as on the page
+            for label, value in lessons.option_values(q, lessons.solve(q)):
+                assert f"{label}: {value}" in answers, (q.id, label)
     assert doc.count('class="question"') == len(lesson.questions)
     assert doc.count("Plotly.newPlot") == len(lesson.steps)
     assert sum("plotly.js stand-in" in s for s in c.scripts) == 1
