@@ -9,7 +9,7 @@ import ui
 from attn import masks, model, model_figures
 from attn.jobs import Cancelled
 from attn.presets import STACK_PRESETS, build_stack
-from attn.render import dense_numpy
+from attn.render import dense_numpy, first_cut_row
 from attn.state import parse_bounded_int, parse_choice
 from attn.text import markdown_literal, shorten
 
@@ -216,10 +216,10 @@ if view == "Attention maps":
                        help="; ".join(f"KV head {j} serves query heads {', '.join(map(str, g))}"
                                       for j, g in enumerate(info.kv_groups)))
     rule_row = target.rule_for_layer(layer) if isinstance(target, masks.LayerStack) else target
-    allowed = dense_numpy(model.decoder_rule(rule_row), m).astype(bool) if rule_row.n in (None, m) else None
+    fits = rule_row.n in (None, m)
+    allowed = dense_numpy(model.decoder_rule(rule_row), m).astype(bool) if fits else None
     # Start with the first rows the mask cuts into in view (a 64-token window changes nothing in rows 0..63).
-    masked_rows = np.flatnonzero((~allowed & np.tri(m, dtype=bool)).any(axis=1)) if allowed is not None else []
-    first_cut = int(masked_rows[0]) if len(masked_rows) else 0
+    first_cut = (first_cut_row(rule_row, m) if fits else None) or 0
     lo, hi = st.slider("Token range shown in the large maps (token labels up to 48 tokens)", 0, m,
                        (0, min(m, max(40, first_cut + 32))), key="_range")
     if hi - lo < 2:

@@ -1197,9 +1197,9 @@ def handout_html(lesson: Lesson, values: dict | None = None, results: dict | Non
         a = html.escape(answer_text(q))
         sol = solve(q)
         why = md_to_html(q.explain(sol)) if q.explain else ""
-        values = ("<ul>" + "".join(f"<li>{html.escape(label)}: {html.escape(v)}</li>" for label, v in option_values(q, sol))
+        listed = ("<ul>" + "".join(f"<li>{html.escape(label)}: {html.escape(v)}</li>" for label, v in option_values(q, sol))
                   + "</ul>") if q.kind == "choice" else ""
-        answers.append(f"<li><p><strong>{a}</strong></p>{values}{why}</li>")
+        answers.append(f"<li><p><strong>{a}</strong></p>{listed}{why}</li>")
     return "\n".join([
         "<!DOCTYPE html>",
         '<html lang="en">',

@@ -152,6 +152,16 @@ def row_counts(rule: MaskRule, n: int) -> np.ndarray:
     return out
 
 
+def first_cut_row(rule: MaskRule, n: int) -> int | None:
+    """The first query that may not attend to all of its causal past (keys 0..q) under `rule`
+    ANDed with causal, or None: where a decoder's mask first changes anything (row 64 for a
+    64-token sliding window)."""
+    from .masks import and_masks, causal
+
+    short = np.flatnonzero(row_counts(and_masks(rule, causal()), n) < np.arange(1, n + 1))
+    return int(short[0]) if len(short) else None
+
+
 @dataclass(frozen=True)
 class MaskStats:
     n: int

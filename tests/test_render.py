@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from attn import masks as M
-from attn.render import mask_csv, mask_stats, row_counts, tile_overview
+from attn.render import first_cut_row, mask_csv, mask_stats, row_counts, tile_overview
 
 RULES = [
     lambda n: M.sliding_window(37),
@@ -94,3 +94,17 @@ def test_mask_csv_round_trips():
     text = mask_csv(m).decode()
     back = np.array([[int(x) for x in line.split(",")] for line in text.strip().split("\n")])
     assert np.array_equal(back, m)
+
+
+@pytest.mark.parametrize("make, n", [
+    (lambda: M.sliding_window(64), 256), (lambda: M.sliding_window(64), 64), (lambda: M.causal(), 50),
+    (lambda: M.full(), 50), (lambda: M.chunked(8), 40), (lambda: M.local_global(4, (0,), False), 30),
+    (lambda: M.sinks(2, 5), 30), (lambda: M.dilated(3, 2), 30),
+])
+def test_first_cut_row_against_the_dense_mask(make, n):
+    rule = make()
+    allowed = rule.dense(n).numpy() & np.tri(n, dtype=bool)  # ANDed with causal, pair by pair
+    short = [q for q in range(n) if allowed[q, : q + 1].sum() < q + 1]
+    assert first_cut_row(rule, n) == (short[0] if short else None)
+    if rule.name == "sliding_window":
+        assert first_cut_row(rule, n) == (64 if n > 64 else None)
