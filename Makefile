@@ -47,6 +47,7 @@ bench-cpu: install
 	  --backends naive,sdpa_mask,sdpa_causal,flex --device cpu --dtype float32 --check --repeats 30 --json assets/bench/kernels_cpu.json
 	$(PY) -m attn bench --pattern sliding_window --window 256 --n 512,1024,2048,4096 --heads 8 --head-dim 64 \
 	  --device cpu --dtype float32 --check --json assets/bench/kernels_cpu_sweep.json
+	$(PY) -m attn.bench_flex_cpu --json assets/bench/flex_cpu_register_block.json
 
 # The real model's timings and sample-document perplexities.
 bench-model: install

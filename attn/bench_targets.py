@@ -13,7 +13,7 @@ from __future__ import annotations
 import glob
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .bench_figures import loglog_slope, n_tick, ok_rows
 
@@ -47,6 +47,39 @@ def load_runs(folder: str) -> list[tuple[str, list[dict]]]:
         if isinstance(rows, list) and rows and all(isinstance(r, dict) and "backend" in r for r in rows):
             runs.append((os.path.basename(path), rows))
     return runs
+
+
+REGISTER_BLOCK_FILES = "flex_cpu_register_block*.json"  # written by python -m attn.bench_flex_cpu
+
+
+def load_register_blocks(folder: str) -> list[dict]:
+    """Rows of the CPU register-block experiment (attn/bench_flex_cpu.py) under `folder`, each with
+    its file name under "file"."""
+    out = []
+    for path in sorted(glob.glob(os.path.join(folder, REGISTER_BLOCK_FILES))):
+        try:
+            with open(path) as f:
+                rows = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if isinstance(rows, list):
+            out += [r | {"file": os.path.basename(path)} for r in rows
+                    if isinstance(r, dict) and {"rows", "ratio", "device_name"} <= r.keys()]
+    return out
+
+
+def _register_block_note(register_blocks, cpu: str) -> str:
+    """Why a CPU missed, where the experiment ran on that CPU: the ratio with torch's register
+    block and with the experiment's best one."""
+    mine = [r for r in register_blocks if r["device_name"] == cpu]
+    stock = [r for r in mine if r.get("stock")]
+    other = [r for r in mine if not r.get("stock")]
+    if not stock or not other:
+        return ""
+    best = min(other, key=lambda r: r["ratio"])
+    return (f". torch's CPU flex kernel multiplies with a {stock[0]['register_block']} register block ({stock[0]['ratio']:.2f}× "
+            f"in that experiment); recompiled with {best['register_block']}, the same blocks gave {best['ratio']:.2f}× "
+            f"({best['file']}, {str(best.get('date', '?'))[:10]})")
 
 
 def _matching(runs, setup: dict, rule: str) -> list[tuple[str, list[dict]]]:
@@ -97,8 +130,9 @@ def _time_ratio(name: str, runs_a, runs_b, a: str, b: str, n: int, limit: float,
                   f"{a} {ta:.3g} ms, {b} {tb:.3g} ms at N = {n:,} ({origin})")
 
 
-def cpu_targets(runs) -> list[Target]:
-    """One result per CPU that has a recorded run: the ratio depends on the processor."""
+def cpu_targets(runs, register_blocks=()) -> list[Target]:
+    """One result per CPU that has a recorded run: the ratio depends on the processor. A missed
+    one says what the register-block experiment measured on that CPU, where it ran."""
     sw = _matching(runs, CPU_SETUP, CPU_RULE)
     name = "CPU: flex ≤ 0.3× sdpa_mask's time (sliding window 256, N = 2048, H = 8, d = 64, fp32)"
     cpus = list(dict.fromkeys(run[1][0].get("device_name") for run in sw))
@@ -107,7 +141,10 @@ def cpu_targets(runs) -> list[Target]:
     out = []
     for cpu in cpus:
         mine = [run for run in sw if run[1][0].get("device_name") == cpu]
-        out.append(_time_ratio(f"{name}, on {cpu}", mine, mine, "flex", "sdpa_mask", 2048, 0.3, True, cpu))
+        target = _time_ratio(f"{name}, on {cpu}", mine, mine, "flex", "sdpa_mask", 2048, 0.3, True, cpu)
+        if target.status == "missed":
+            target = replace(target, detail=target.detail + _register_block_note(register_blocks, cpu))
+        out.append(target)
     return out
 
 
@@ -169,5 +206,5 @@ def _throughput_share(rows, file) -> Target:
                   f"({_origin(file, rows)})")
 
 
-def all_targets(runs) -> list[Target]:
-    return cpu_targets(runs) + gpu_targets(runs)
+def all_targets(runs, register_blocks=()) -> list[Target]:
+    return cpu_targets(runs, register_blocks) + gpu_targets(runs)

@@ -386,7 +386,7 @@ def cmd_targets(args) -> int:
 
     if not os.path.isdir(args.dir):
         raise ValueError(f"No such folder {args.dir!r}: give the folder of kernels_*.json files with --dir.")
-    targets = bench_targets.all_targets(bench_targets.load_runs(args.dir))
+    targets = bench_targets.all_targets(bench_targets.load_runs(args.dir), bench_targets.load_register_blocks(args.dir))
     if args.json:
         print(json.dumps([t.as_dict() for t in targets], indent=1))
     else:

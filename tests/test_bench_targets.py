@@ -135,3 +135,26 @@ def test_cli_targets(tmp_path, capsys):
 def test_cli_targets_bad_folder(capsys):
     assert cli.main(["targets", "--dir", "/no/such/folder"]) == 2
     assert "No such folder" in capsys.readouterr().err
+
+
+def test_a_missed_cpu_target_says_what_the_register_block_experiment_measured(tmp_path):
+    cpu = dict(device="cpu", dtype="float32", heads=8, head_dim=64, device_name="cpu (X, 2 threads)")
+    runs = [("kernels_x.json", [row("flex", 2048, "sliding_window(window=256)", time_ms=16.0, **cpu),
+                                row("sdpa_mask", 2048, "sliding_window(window=256)", time_ms=40.0, **cpu)])]
+    experiment = [{"register_block": f"{m}×16", "rows": m, "stock": m == 1, "ratio": ratio, "device_name": name,
+                   "date": "2026-12-01T13:00:00"}
+                  for m, ratio, name in [(1, 0.41, "cpu (X, 2 threads)"), (8, 0.27, "cpu (X, 2 threads)"),
+                                         (16, 0.24, "cpu (X, 2 threads)"), (16, 0.1, "cpu (Y, 2 threads)")]]
+    (tmp_path / "flex_cpu_register_block.json").write_text(json.dumps(experiment))
+    (tmp_path / "flex_cpu_register_block_broken.json").write_text("[")
+    blocks = T.load_register_blocks(str(tmp_path))
+    assert len(blocks) == 4 and {b["file"] for b in blocks} == {"flex_cpu_register_block.json"}
+    (t,) = T.cpu_targets(runs, blocks)
+    assert (t.status, t.measured) == ("missed", "0.40×")
+    # Its own CPU's rows only (Y's 0.1 is another processor), the best of them.
+    assert t.detail.endswith("a 1×16 register block (0.41× in that experiment); recompiled with 16×16, the same "
+                             "blocks gave 0.24× (flex_cpu_register_block.json, 2026-12-01)")
+    (t,) = T.cpu_targets(runs)  # no experiment: no note
+    assert "register" not in t.detail
+    met = [(name, [dict(r, time_ms=r["time_ms"] / 2) if r["backend"] == "flex" else r for r in rows]) for name, rows in runs]
+    assert "register" not in T.cpu_targets(met, blocks)[0].detail  # a met target needs no why
