@@ -246,7 +246,8 @@ if view == "Attention maps":
                     "under the mask that weight goes to the allowed keys (rows still sum to 1).")
     st.subheader("Every layer and head at a glance")
     st.caption("Each thumbnail is one head's map, averaged into 24 × 24 blocks and scaled to its own maximum. "
-               "Columns are grouped by the KV head the query heads share (grouped-query attention).")
+               "Layers run across, heads down; rows are grouped by the KV head the query heads share "
+               "(grouped-query attention).")
     ui.plot(model_figures.head_grid_figure(thumbs, info.kv_groups, f"All 30 layers × 9 heads: {shorten(label, 70)}"),
             key="fig_grid", filename="attention_all_heads")
 

@@ -21,34 +21,43 @@ def _label(piece: str, i: int) -> str:
 
 
 def head_grid_figure(thumbs: np.ndarray, kv_groups, title: str) -> go.Figure:
-    """All layers × heads as one mosaic: thumbs (L, H, s, s) pooled maps, heads ordered by KV group."""
+    """All layers × heads as one mosaic: thumbs (L, H, s, s) pooled maps. Layers run across (L0 at the
+    left) and heads down, ordered and boxed by KV group; every thumbnail is square, as its map is.
+
+    Layers go across because there are more of them (30 against 9 in SmolLM2): that way square
+    thumbnails fill a page's width, where heads across gave a narrow column (or, stretched to the
+    width, 4:1 slivers in which a diagonal reads as a slope)."""
     layers, heads, s, _ = thumbs.shape
     gap = max(1, s // 8)
     order = [h for group in kv_groups for h in group]
     cell = s + gap
-    mosaic = np.full((layers * cell - gap, heads * cell - gap), np.nan, dtype=np.float32)
-    for li in range(layers):
-        for ci, h in enumerate(order):
+    mosaic = np.full((heads * cell - gap, layers * cell - gap), np.nan, dtype=np.float32)  # (rows: heads, cols: layers)
+    for ri, h in enumerate(order):
+        for li in range(layers):
             t = thumbs[li, h]
             peak = float(t.max()) or 1.0
-            mosaic[li * cell : li * cell + s, ci * cell : ci * cell + s] = t / peak  # each thumbnail on its own scale
+            mosaic[ri * cell : ri * cell + s, li * cell : li * cell + s] = t / peak  # each thumbnail on its own scale
     # One PNG instead of an 807 × 240-cell heatmap: the same colours (no hover either way), but less for
     # the browser to draw on every new map (measured here: 0.95 s instead of 1.27 s of renderer CPU per
     # change of window, which counts when a class asks at once) and far fewer bytes to send.
     fig = go.Figure(go.Image(source=png_data_uri(colorscale_rgb(mosaic, WEIGHT_SCALE)), hoverinfo="skip"))
     per = heads // max(1, len(kv_groups))
-    ticks_x = [ci * cell + s / 2 for ci in range(heads)]
-    fig.update_xaxes(tickvals=ticks_x, ticktext=[f"q{h}" for h in order], side="top", showgrid=False, zeroline=False)
-    fig.update_yaxes(tickvals=[li * cell + s / 2 for li in range(layers)], ticktext=[f"L{li}" for li in range(layers)],
-                     autorange="reversed", showgrid=False, zeroline=False,
-                     scaleanchor=False)  # an Image keeps square pixels by default; stretch it like the heatmap was
+    fig.update_xaxes(tickvals=[li * cell + s / 2 for li in range(layers)], ticktext=[f"L{li}" for li in range(layers)],
+                     side="top", showgrid=False, zeroline=False, constrain="domain", tickfont=dict(size=10))
+    # An Image keeps square pixels (y is anchored to x); the picture sits under the title.
+    fig.update_yaxes(tickvals=[ri * cell + s / 2 for ri in range(heads)], ticktext=[f"q{h}" for h in order],
+                     autorange="reversed", showgrid=False, zeroline=False, constrain="domain", constraintoward="top")
+    right = layers * cell - gap / 2
     for j, group in enumerate(kv_groups):
-        x0, x1 = j * per * cell - gap / 2, (j + 1) * per * cell - gap
-        fig.add_shape(type="rect", x0=x0, x1=x1, y0=-gap, y1=layers * cell - gap / 2, line=dict(color="#444", width=1.5))
-        fig.add_annotation(x=(x0 + x1) / 2, y=layers * cell, text=f"KV head {j}: query heads {', '.join(map(str, group))}",
-                           showarrow=False, yanchor="top", font=dict(size=11))
-    fig.update_layout(title=dict(text=html.escape(title), x=0), height=max(500, 22 * layers + 140), margin=dict(l=50, r=10, t=80, b=40),
-                      plot_bgcolor="#ffffff")
+        y0, y1 = j * per * cell - gap / 2, (j + 1) * per * cell - gap / 2
+        fig.add_shape(type="rect", x0=-gap / 2, x1=right, y0=y0, y1=y1, line=dict(color="#444", width=1.5))
+        fig.add_annotation(x=right + gap, y=(y0 + y1) / 2, text=f"KV head {j}",
+                           showarrow=False, xanchor="left", align="left", font=dict(size=11))
+    # Height for square thumbnails across the plot width of a page in Streamlit's centred layout
+    # (about 800 px); a narrower page keeps them square and leaves room below.
+    plot_px = 800 * (heads * cell) / (layers * cell)
+    fig.update_layout(title=dict(text=html.escape(title), x=0), height=int(max(260, plot_px + 110)),
+                      margin=dict(l=40, r=80, t=90, b=10), plot_bgcolor="#ffffff")
     return fig
 
 

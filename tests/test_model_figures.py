@@ -34,34 +34,39 @@ def test_the_smallest_weight_is_tinted_and_zero_is_white():
 
 def test_head_grid_pixels_follow_the_thumbnails():
     layers, heads, s = 3, 4, 8
-    kv_groups = [[0, 2], [1, 3]]  # columns in the picture: q0, q2, q1, q3
+    kv_groups = [[0, 2], [1, 3]]  # rows in the picture: q0, q2, q1, q3; layers across
     rng = np.random.default_rng(0)
     thumbs = rng.random((layers, heads, s, s))
     thumbs[1, 3] = 0.0  # an all-zero head stays white (scaled by 1, not by its zero maximum)
     img = decode(head_grid_figure(thumbs, kv_groups, "t"))
     gap = max(1, s // 8)
     cell = s + gap
-    assert img.shape == (layers * cell - gap, heads * cell - gap, 3)
+    assert img.shape == (heads * cell - gap, layers * cell - gap, 3)
     order = [0, 2, 1, 3]
     for li in range(layers):
-        for ci, h in enumerate(order):
-            tile = img[li * cell: li * cell + s, ci * cell: ci * cell + s]
+        for ri, h in enumerate(order):
+            tile = img[ri * cell: ri * cell + s, li * cell: li * cell + s]
             peak = thumbs[li, h].max() or 1.0
+            # Not transposed: a thumbnail's rows are its queries, as in the big map.
             assert np.array_equal(tile, colorscale_rgb(thumbs[li, h] / peak, WEIGHT_SCALE)), (li, h)
     assert (img[s: s + gap, :] == 255).all() and (img[:, s: s + gap] == 255).all()  # the gaps are white
     dark = colorscale_rgb(np.array([1.0]), WEIGHT_SCALE)[0]
     li, h = 2, 1
     y, x = np.unravel_index(thumbs[li, h].argmax(), (s, s))
-    assert (img[li * cell + y, order.index(h) * cell + x] == dark).all()  # each head's maximum is the darkest
+    assert (img[order.index(h) * cell + y, li * cell + x] == dark).all()  # each head's maximum is the darkest
 
 
-def test_head_grid_labels_and_groups():
+def test_head_grid_labels_groups_and_square_cells():
     thumbs = np.ones((30, 9, 24, 24)) / 24
     fig = head_grid_figure(thumbs, [[0, 1, 2], [3, 4, 5], [6, 7, 8]], "All 30 layers × 9 heads: causal")
-    assert list(fig.layout.yaxis.ticktext) == [f"L{i}" for i in range(30)]
-    assert list(fig.layout.xaxis.ticktext) == [f"q{h}" for h in range(9)]
-    assert [a.text for a in fig.layout.annotations] == [f"KV head {j}: query heads {3 * j}, {3 * j + 1}, {3 * j + 2}"
-                                                         for j in range(3)]
+    assert list(fig.layout.xaxis.ticktext) == [f"L{i}" for i in range(30)]
+    assert list(fig.layout.yaxis.ticktext) == [f"q{h}" for h in range(9)]
+    assert [a.text for a in fig.layout.annotations] == [f"KV head {j}" for j in range(3)]
+    # Square pixels: an Image anchors y to x unless told not to, and nothing here tells it.
+    assert fig.layout.yaxis.scaleanchor is None
+    # The KV-group boxes are horizontal bands of 3 heads each.
+    # 3 heads × 27-px cells (24 + a 3-px gap), each box half a gap outside its thumbnails.
+    assert [(b.y0, b.y1) for b in fig.layout.shapes] == [(-1.5, 79.5), (79.5, 160.5), (160.5, 241.5)]
     assert len(fig.to_json()) < 300_000  # one PNG, not 190,000 numbers
 
 
