@@ -155,9 +155,10 @@ st.markdown("**The benchmark's targets**, computed from these files (`python -m 
             "backends measured in the same run.")
 STATUS_MARK = {"met": ":green[**met**]", "missed": ":red[**missed**]", "no data": ":gray[**no data**]",
                "info": ":blue[**info**]"}
+targets = bench_targets.all_targets(runs, bench_targets.load_register_blocks(str(ASSETS)))
 st.markdown("\n".join(
     f"- {STATUS_MARK[t.status]} {markdown_literal(t.name)}" + (f": **{markdown_literal(t.measured)}**" if t.measured else "")
-    + f"  \n  :gray[{markdown_literal(t.detail)}]" for t in bench_targets.all_targets(runs, bench_targets.load_register_blocks(str(ASSETS)))))
+    + f"  \n  :gray[{markdown_literal(t.detail)}]" for t in targets))
 for name, rows in runs:
     with st.expander(f"{name}: {bf.device_label(rows)} — pattern {rows[0].get('rule', rows[0].get('pattern'))}",
                      expanded=rows[0].get("device") == "cuda" or len(runs) == 1):

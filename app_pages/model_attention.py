@@ -199,7 +199,7 @@ ui.set_default("view", SECTIONS[0])
 view = st.session_state["view"] or SECTIONS[0]
 if view != SECTIONS[-1]:  # the encoder view has its own model, tokenizer and pattern, stated there
     if enc.notice:
-        st.caption(f"✂️ {enc.notice}")
+        st.caption(f":material/content_cut: {enc.notice}")
     st.markdown(f"**{n:,} tokens** under **{markdown_literal(label)}** · model on **{info.device}**")
 view = st.segmented_control("Show", SECTIONS, key="view", label_visibility="collapsed") or SECTIONS[0]
 
@@ -248,7 +248,7 @@ if view == "Attention maps":
     st.caption("Each thumbnail is one head's map, averaged into 24 × 24 blocks and scaled to its own maximum. "
                "Layers run across, heads down; rows are grouped by the KV head the query heads share "
                "(grouped-query attention).")
-    ui.plot(model_figures.head_grid_figure(thumbs, info.kv_groups, f"All 30 layers × 9 heads: {shorten(label, 70)}"),
+    ui.plot(model_figures.head_grid_figure(thumbs, info.kv_groups, f"All {thumbs.shape[0]} layers × {thumbs.shape[1]} heads: {shorten(label, 70)}"),
             key="fig_grid", filename="attention_all_heads")
 
 elif view == "Loss per token":
@@ -385,7 +385,7 @@ else:  # encoder
     except ValueError as e:
         failed(e)
     if notice:
-        st.caption(f"✂️ {notice} Counted by the encoder's own tokenizer; the sidebar's mask applies to the decoder only.")
+        st.caption(f":material/content_cut: {notice} Counted by the encoder's own tokenizer; the sidebar's mask applies to the decoder only.")
     full_result, _ = encoder(text, None, ())
     st.metric("Cosine similarity to the full-attention embedding", f"{result.cosine:.4f}")
     c = st.columns(2)

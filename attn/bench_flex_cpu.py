@@ -35,6 +35,8 @@ from .bench import device_name, kernel_times_ms
 STOCK_ROWS = 1  # torch 2.13's register block: 1 row × 16 columns
 COLUMNS = 16  # one AVX-512 vector of fp32; kept as torch has it
 ROUNDS = 5
+MAX_ROWS = 32  # 32 accumulator rows already exceed AVX-512's 32 vector registers
+MAX_N = 8192  # the naive reference holds N² scores per head
 
 
 @contextlib.contextmanager
@@ -119,14 +121,22 @@ def measure(rows_list=(STOCK_ROWS, 4, 8, 16), n: int = 2048, window: int = 256, 
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m attn.bench_flex_cpu", description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", default="1,4,8,16", help="register-block rows to compile, comma list (1 = torch's own)")
     p.add_argument("--n", type=int, default=2048)
     p.add_argument("--repeats", type=int, default=30)
     p.add_argument("--json", help="write the rows here")
     a = p.parse_args(argv)
     try:
-        rows = measure(tuple(int(r) for r in a.rows.split(",")), n=a.n, repeats=a.repeats)
+        rows_list = tuple(int(r) for r in a.rows.split(","))
+    except ValueError:
+        p.error(f"--rows must be whole numbers separated by commas, got {a.rows!r}")
+    if not all(1 <= r <= MAX_ROWS for r in rows_list):
+        p.error(f"--rows must each be within 1..{MAX_ROWS}, got {a.rows!r}")
+    if not 1 <= a.n <= MAX_N or a.repeats < ROUNDS:
+        p.error(f"--n must be within 1..{MAX_N:,} and --repeats at least {ROUNDS}, got {a.n} and {a.repeats}")
+    try:
+        rows = measure(rows_list, n=a.n, repeats=a.repeats)
     except (ImportError, AttributeError, TypeError) as e:
         raise SystemExit(f"This experiment patches torch {torch.__version__}'s CPU flex template, which has "
                          f"changed: {e}. It was written for the torch in requirements.txt.")

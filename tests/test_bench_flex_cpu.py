@@ -29,3 +29,15 @@ def test_taller_register_block_is_compiled_exact_and_undone(monkeypatch):
     assert row["ratio"] == pytest.approx(row["flex_ms"] / row["sdpa_mask_ms"], rel=0.01)  # times are rounded to µs
     assert template.CppFlexAttentionTemplate.micro_gemm_define is stock
     assert kernels.flex_mode() == "compiled"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--rows", "x"], "--rows must be whole numbers separated by commas, got 'x'"),
+    (["--rows", "0,4"], "--rows must each be within 1..32, got '0,4'"),
+    (["--n", "0"], "--n must be within 1..8,192"),
+    (["--repeats", "2"], "--repeats at least 5"),
+])
+def test_bad_arguments_are_refused_before_anything_compiles(args, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        bench_flex_cpu.main(args)
+    assert e.value.code == 2 and message in capsys.readouterr().err
