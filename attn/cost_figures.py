@@ -79,6 +79,39 @@ def value_text(gib: float) -> str:
     return f"{gib * 1024:.3g} MiB" if gib < 1 else f"{gib:.3g} GiB"
 
 
+def label_sides(xs, curves, labels, plot_px=(420, 360), char_px=6.0, text_px=14.0) -> list[int]:
+    """Side (0 left, 1 right) for each line label [(y, text)] on log-log axes, so no curve runs through it.
+
+    A label sits just above its line at one end of the plot. Neighbouring capacities (24 and 32 GB)
+    sit close on a log axis, so labels alternate sides by default; a label moves to the other side
+    when a curve crosses its box there (full attention climbs through the 80 GB line at the right).
+    Sizes are estimates in pixels of a half-width chart; the box test is in fractions of the axes.
+    """
+    lx = np.log10(np.asarray(xs, dtype=float))
+    fx = (lx - lx[0]) / max(lx[-1] - lx[0], 1e-12)  # paper fraction of each x
+    ly = [np.log10(np.asarray(c, dtype=float)) for c in curves]
+    lo = min(min(c.min() for c in ly), min(np.log10(y) for y, _ in labels))
+    hi = max(max(c.max() for c in ly), max(np.log10(y) for y, _ in labels))
+    span = max(hi - lo, 1e-12)
+
+    def hits(y: float, text: str, side: int) -> bool:
+        width = min(1.0, char_px * len(text) / plot_px[0])
+        near = fx <= width if side == 0 else fx >= 1 - width
+        bottom, top = np.log10(y) - 0.01 * span, np.log10(y) + text_px / plot_px[1] * span
+        return any(bool(np.any((c[near] >= bottom) & (c[near] <= top))) for c in ly)
+
+    def crowded(y: float, side: int, placed) -> bool:  # another label on that side, closer than a text height
+        return any(s == side and abs(np.log10(y) - np.log10(py)) < text_px / plot_px[1] * span for py, s in placed)
+
+    sides: list[int] = []
+    for i, (y, text) in enumerate(labels):
+        preferred, other = i % 2, 1 - i % 2
+        placed = list(zip([p for p, _ in labels[:i]], sides))
+        move = hits(y, text, preferred) and not hits(y, text, other) and not crowded(y, other, placed)
+        sides.append(other if move else preferred)
+    return sides
+
+
 def vram_figure(model: kv.ModelSpec, design: kv.Design, context: int, batch: int, weight_dtype: str,
                 kv_dtype: str, overhead_bytes: int, contexts: np.ndarray, gpus=kv.GPUS) -> go.Figure:
     """Total VRAM (weights + KV + allowance) vs context, with real GPUs as horizontal lines."""
@@ -98,10 +131,10 @@ def vram_figure(model: kv.ModelSpec, design: kv.Design, context: int, batch: int
     by_size: dict[int, list[str]] = {}
     for gpu in gpus:  # one label per capacity: A100 and H100 share a line
         by_size.setdefault(gpu.memory_bytes, []).append(gpu.name)
-    # Neighbouring capacities (24 and 32 GB) sit close on a log axis: labels alternate left and right.
-    for i, (memory, names) in enumerate(sorted(by_size.items())):
-        fig.add_annotation(x=i % 2, xref="paper", y=float(np.log10(memory / GIB)), yref="y", text=" / ".join(names),
-                           showarrow=False, xanchor="right" if i % 2 else "left", yanchor="bottom",
+    labels = [(memory / GIB, " / ".join(names)) for memory, names in sorted(by_size.items())]
+    for (gib, text), side in zip(labels, label_sides(contexts, [ys, yf, [base] * len(contexts)], labels)):
+        fig.add_annotation(x=side, xref="paper", y=float(np.log10(gib)), yref="y", text=text,
+                           showarrow=False, xanchor="right" if side else "left", yanchor="bottom",
                            font=dict(size=10, color="#444"))
     at = base + kv.kv_bytes(model, context, batch, kv_dtype, design) / GIB
     at_full = base + kv.kv_bytes(model, context, batch, kv_dtype, kv.Design("full")) / GIB

@@ -90,3 +90,29 @@ def test_presenter_style_keeps_dots_matching_their_lines():
     assert line_of["full attention"] != line_of["the model's own design"]
     assert styled.layout.margin.t > (fig.layout.margin.t or 0)
     assert all(a.font.size >= 16 for a in styled.layout.annotations)
+
+
+@pytest.mark.parametrize("key,batch", [("mistral-7b-v0.1", 1), ("mistral-7b-v0.1", 4), ("llama-3.1-8b", 1)])
+def test_gpu_labels_sit_where_no_curve_crosses_their_line(key, batch):
+    # A GPU's label sits above its line at one end; a curve climbing through that line under the
+    # label hides it (full attention crosses 80 GB near 1M tokens for Mistral at batch 1).
+    from attn import cost_figures, kv
+
+    model, contexts = kv.PRESETS[key], cost_figures.context_grid()
+    fig = cost_figures.vram_figure(model, kv.Design(), 32768, batch, "bf16", "bf16", 1 << 30, contexts)
+    full = kv.Design("full")
+
+    def crosses(gib, lo, hi):  # does full attention's VRAM pass gib between contexts lo and hi?
+        a = kv.vram_bytes(model, lo, batch, design=full, overhead_bytes=1 << 30) / 2**30
+        b = kv.vram_bytes(model, hi, batch, design=full, overhead_bytes=1 << 30) / 2**30
+        return a <= gib * 1.15 and b >= gib
+
+    edge = int(contexts[-1] / 4)  # the right quarter (in log x, about a tenth) of the axis
+    labels = {a.text: (a.x, 10 ** a.y) for a in fig.layout.annotations if "GB" in a.text}
+    assert set(labels) == {"RTX 3050 8 GB", "RTX 4090 24 GB", "RTX 5090 32 GB", "A100 80 GB / H100 80 GB",
+                           "H200 141 GB"}
+    for text, (side, gib) in labels.items():
+        if side == 1:
+            assert not crosses(gib, edge, int(contexts[-1])), f"{text}: a curve runs through its label"
+    if key == "mistral-7b-v0.1" and batch == 1:
+        assert crosses(80, edge, int(contexts[-1])) and labels["A100 80 GB / H100 80 GB"][0] == 0
