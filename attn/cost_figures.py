@@ -93,22 +93,22 @@ def label_sides(xs, curves, labels, plot_px=(420, 360), char_px=6.0, text_px=14.
     lo = min(min(c.min() for c in ly), min(np.log10(y) for y, _ in labels))
     hi = max(max(c.max() for c in ly), max(np.log10(y) for y, _ in labels))
     span = max(hi - lo, 1e-12)
+    text_span = text_px / plot_px[1] * span  # a label's height, in log10 units of the y axis
+    sides: list[int] = []
 
-    def hits(y: float, text: str, side: int) -> bool:
+    def blocked(i: int, side: int) -> bool:
+        """A curve crosses label i's box on that side, or a label already placed there is too close."""
+        y, text = labels[i]
         width = min(1.0, char_px * len(text) / plot_px[0])
         near = fx <= width if side == 0 else fx >= 1 - width
-        bottom, top = np.log10(y) - 0.01 * span, np.log10(y) + text_px / plot_px[1] * span
-        return any(bool(np.any((c[near] >= bottom) & (c[near] <= top))) for c in ly)
+        bottom, top = np.log10(y) - 0.01 * span, np.log10(y) + text_span
+        crossed = any(bool(np.any((c[near] >= bottom) & (c[near] <= top))) for c in ly)
+        return crossed or any(s == side and abs(np.log10(y) - np.log10(labels[j][0])) < text_span
+                              for j, s in enumerate(sides))
 
-    def crowded(y: float, side: int, placed) -> bool:  # another label on that side, closer than a text height
-        return any(s == side and abs(np.log10(y) - np.log10(py)) < text_px / plot_px[1] * span for py, s in placed)
-
-    sides: list[int] = []
-    for i, (y, text) in enumerate(labels):
+    for i in range(len(labels)):
         preferred, other = i % 2, 1 - i % 2
-        placed = list(zip([p for p, _ in labels[:i]], sides))
-        move = hits(y, text, preferred) and not hits(y, text, other) and not crowded(y, other, placed)
-        sides.append(other if move else preferred)
+        sides.append(other if blocked(i, preferred) and not blocked(i, other) else preferred)
     return sides
 
 

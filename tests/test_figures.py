@@ -116,3 +116,19 @@ def test_gpu_labels_sit_where_no_curve_crosses_their_line(key, batch):
             assert not crosses(gib, edge, int(contexts[-1])), f"{text}: a curve runs through its label"
     if key == "mistral-7b-v0.1" and batch == 1:
         assert crosses(80, edge, int(contexts[-1])) and labels["A100 80 GB / H100 80 GB"][0] == 0
+
+
+def test_label_sides_move_off_a_curve_but_not_onto_another_label():
+    from attn.cost_figures import label_sides
+
+    xs = np.geomspace(1e3, 1e6, 50)
+    rising = np.geomspace(1, 101, 50)  # ends just above y = 100 at the right; far below it at the left
+    flat = np.full(50, 1.0)
+    # Alone, labels alternate: left, right, left.
+    assert label_sides(xs, [flat], [(10, "a"), (100, "b"), (500, "c")]) == [0, 1, 0]
+    # The curve runs through "b" at the right: it moves left, far from "a".
+    assert label_sides(xs, [flat, rising], [(10, "a"), (100, "b")]) == [0, 0]
+    # ... and "c", just above "b", then gives way to it: it goes right, where the curve has passed below.
+    assert label_sides(xs, [flat, rising], [(10, "a"), (100, "b"), (115, "c")]) == [0, 0, 1]
+    # "b" sits just above "a" (less than a text height): moving left would stack them, so it stays.
+    assert label_sides(xs, [flat, np.full(50, 10.5)], [(10, "a"), (10.3, "b")]) == [0, 1]
