@@ -7,7 +7,7 @@ and p·v, go through a micro-GEMM with a register block of 1 row × 16 columns, 
 re-reduces) the same key tile, so the kernel runs at about half the FLOP rate of SDPA's CPU
 kernel.
 
-This experiment recompiles flex with taller register blocks (4 and 8 rows) in the same process
+This experiment recompiles flex with taller register blocks (4, 8 and 16 rows by default) in the same process
 as sdpa_mask, checks every output against naive attention, and records the times. It does not
 change the `flex` backend: the benchmark measures flex as torch ships it, because that is what a
 user of flex gets. It patches a private torch class for the length of one measurement, so it is

@@ -35,18 +35,23 @@ class Target:
         return {"target": self.name, "status": self.status, "measured": self.measured, "detail": self.detail}
 
 
-def load_runs(folder: str) -> list[tuple[str, list[dict]]]:
-    """(file name, rows) of every kernels_*.json under `folder` that holds bench rows."""
-    runs = []
-    for path in sorted(glob.glob(os.path.join(folder, "kernels_*.json"))):
+def _json_lists(folder: str, pattern: str):
+    """(file name, list) for each JSON file under `folder` matching `pattern` that holds a list;
+    unreadable or malformed files are skipped (a half-written results file must not stop the page)."""
+    for path in sorted(glob.glob(os.path.join(folder, pattern))):
         try:
             with open(path) as f:
                 rows = json.load(f)
         except (OSError, ValueError):
             continue
-        if isinstance(rows, list) and rows and all(isinstance(r, dict) and "backend" in r for r in rows):
-            runs.append((os.path.basename(path), rows))
-    return runs
+        if isinstance(rows, list):
+            yield os.path.basename(path), rows
+
+
+def load_runs(folder: str) -> list[tuple[str, list[dict]]]:
+    """(file name, rows) of every kernels_*.json under `folder` that holds bench rows."""
+    return [(name, rows) for name, rows in _json_lists(folder, "kernels_*.json")
+            if rows and all(isinstance(r, dict) and "backend" in r for r in rows)]
 
 
 REGISTER_BLOCK_FILES = "flex_cpu_register_block*.json"  # written by python -m attn.bench_flex_cpu
@@ -55,17 +60,8 @@ REGISTER_BLOCK_FILES = "flex_cpu_register_block*.json"  # written by python -m a
 def load_register_blocks(folder: str) -> list[dict]:
     """Rows of the CPU register-block experiment (attn/bench_flex_cpu.py) under `folder`, each with
     its file name under "file"."""
-    out = []
-    for path in sorted(glob.glob(os.path.join(folder, REGISTER_BLOCK_FILES))):
-        try:
-            with open(path) as f:
-                rows = json.load(f)
-        except (OSError, ValueError):
-            continue
-        if isinstance(rows, list):
-            out += [r | {"file": os.path.basename(path)} for r in rows
-                    if isinstance(r, dict) and {"rows", "ratio", "device_name"} <= r.keys()]
-    return out
+    return [r | {"file": name} for name, rows in _json_lists(folder, REGISTER_BLOCK_FILES)
+            for r in rows if isinstance(r, dict) and {"rows", "ratio", "device_name"} <= r.keys()]
 
 
 def _register_block_note(register_blocks, cpu: str) -> str:
