@@ -45,6 +45,7 @@ with st.container(border=True):
         ui.plot(figures.reach_growth_figure(result.counts, TOKEN, analytic, result.full_context_layer),
                 key="home_reach", filename=f"reach_sliding_window_{w}")
     last, full = result.counts[-1], result.full_context_layer
+    one = min(int(w), TOKEN + 1)
     if int(w) == 1:
         growth = "a window of 1 is the token alone, so layers add nothing"
     elif full is None:
@@ -52,7 +53,7 @@ with st.container(border=True):
     else:
         growth = f"each layer adds up to W − 1 = {int(w) - 1} more, until layer {full} reaches the whole context"
     st.markdown(
-        f"One layer lets token {TOKEN} use **{min(int(w), TOKEN + 1)}** tokens; after **{layers}** layers it can draw "
+        f"One layer lets token {TOKEN} use **{one}** token{'' if one == 1 else 's'}; after **{layers}** layers it can draw "
         f"on **{last}** of its {TOKEN + 1} — {growth}. That is how Mistral 7B, "
         "with a 4,096-token window in 32 layers, reaches about 131,000 tokens."
     )

@@ -56,3 +56,12 @@ def test_live_example_sentence_stops_growing_at_the_whole_context():
     text = " ".join(m.value for m in at.markdown)
     # 48 tokens, W = 16: reach 16, 31, 46, then 48 at layer 4 (the analytic min(q+1, l·15+1)).
     assert "can draw on **48** of its 48" in text and "until layer 4 reaches the whole context" in text, text
+
+
+def test_live_example_sentence_for_a_window_of_one():
+    at = open_app(w="1", layers="6")
+    assert not at.exception
+    text = " ".join(m.value for m in at.markdown)
+    # W = 1: each token sees only itself, at every depth (sliding_window_reach(47, 6, 1) == 1).
+    assert f"use **1** token; after **6** layers it can draw on **{sliding_window_reach(47, 6, 1)}** of its 48" in text, text
+    assert "layers add nothing" in text and "W − 1 = 0" not in text
