@@ -300,7 +300,7 @@ def bool_matrix_figure(matrix: np.ndarray, title: str, yes: str, no: str, color:
 
 # Okabe–Ito: distinguishable under the common colour-vision deficiencies, strong on white.
 PRESENTER_LINES = ("#0072B2", "#D55E00", "#000000", "#009E73", "#CC79A7", "#E69F00", "#56B4E9")
-_PRESENTER_KEEP = {"#999", "#AAAAAA", "#888", "#555555", "white", "#ffffff", "#FFFFFF"}  # greys and white stay
+_PRESENTER_KEEP = {"#999", "#aaaaaa", "#888", "#555555", "white", "#ffffff"}  # greys and white stay (any case)
 PRESENTER_BINARY = [[0, "#ffffff"], [1, "#000000"]]
 PRESENTER_FRACTION = [[0.0, "#ffffff"], [1e-9, "#E69F00"], [0.5, "#B35900"], [1.0, "#000000"]]
 PRESENTER_DIFF = [[0.0, "#0072B2"], [0.5 - 1e-9, "#8CC4E6"], [0.5, "#ffffff"], [0.5 + 1e-9, "#F2B27F"],
@@ -331,7 +331,7 @@ def presenter_style(fig: go.Figure) -> go.Figure:
     mapping: dict[str, str] = {}
 
     def recolor(c):
-        if not isinstance(c, str) or c in _PRESENTER_KEEP:
+        if not isinstance(c, str) or c.lower() in _PRESENTER_KEEP:
             return c
         return mapping.setdefault(c, PRESENTER_LINES[len(mapping) % len(PRESENTER_LINES)])
 
