@@ -103,16 +103,13 @@ def test_link_token_past_n_traces_the_last_token():
 
 
 def test_picking_a_model_stack_raises_a_short_n():
-    import time
-
     at = open_page(stack="pattern", pattern="sliding_window", window="4")  # N = 256
-    t0 = time.perf_counter()
     at.selectbox(key="stack").set_value("mistral-7b-v0.1").run()
     assert not at.exception and not at.error
     assert at.number_input(key="n").value == 32768 and at.number_input(key="token").value == 32767
     assert any("N raised to 32,768" in c.value for c in at.caption)
     # 4,096-token windows over 32 layers: token 32,767 sees all of 0..32,767 from layer 9 (9·4095+1 >= 32768 > 8·4095+1).
-    assert metric(at, "Whole context").value == "layer 9", time.perf_counter() - t0
+    assert metric(at, "Whole context").value == "layer 9"
     at.number_input(key="n").set_value(65536).run()
     at.selectbox(key="stack").set_value("longformer-base").run()
     assert at.number_input(key="n").value == 65536  # a longer N is kept
