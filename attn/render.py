@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .masks import DENSE_MAX_N, MaskRule, count_progression_below, disjoint_intervals
+from .masks import DENSE_MAX_N, MaskRule, and_masks, causal, count_progression_below, disjoint_intervals
 
 # Rows per chunk: bounds the working memory of the interval and progression paths.
 _ROW_CHUNK = 16384
@@ -156,8 +156,6 @@ def first_cut_row(rule: MaskRule, n: int) -> int | None:
     """The first query that may not attend to all of its causal past (keys 0..q) under `rule`
     ANDed with causal, or None: where a decoder's mask first changes anything (row 64 for a
     64-token sliding window)."""
-    from .masks import and_masks, causal
-
     short = np.flatnonzero(row_counts(and_masks(rule, causal()), n) < np.arange(1, n + 1))
     return int(short[0]) if len(short) else None
 
