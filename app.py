@@ -3,7 +3,7 @@
 import streamlit as st
 
 import ui
-from attn.state import decode_keys, parse_choice
+from attn.state import decode_keys
 
 # Page scripts live in app_pages/, not pages/: a pages/ folder next to the entry script turns on
 # Streamlit's older automatic page discovery, which answers a direct link such as
@@ -11,9 +11,8 @@ from attn.state import decode_keys, parse_choice
 
 st.set_page_config(page_title="Attention Mask Lab", page_icon="🎭", layout="wide")
 
-APP_KEYS = {"present": parse_choice(("1", "0"), "Presenter view"), "img_fmt": parse_choice(ui.IMAGE_FORMATS, "Figure format")}
 if not st.session_state.get("_url_loaded_app"):
-    values, notices = decode_keys(st.query_params.to_dict(), APP_KEYS)
+    values, notices = decode_keys(st.query_params.to_dict(), ui.APP_URL_KEYS)
     st.session_state["present"] = values.get("present") == "1"
     st.session_state["img_fmt"] = values.get("img_fmt", "png")
     st.session_state["_url_loaded_app"] = True

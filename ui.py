@@ -25,13 +25,16 @@ from attn.cache import BoundedCache
 from attn.masks import MAX_N
 from attn import rules
 from attn.presets import PARAMS, PATTERN_INFO, PICKABLE, default_params
-from attn.state import INT_MAX, decode_keys, decode_view, encode_view, format_int_list, parse_int_list
+from attn.state import (INT_MAX, decode_keys, decode_view, encode_view, format_int_list, near_miss_notices,
+                        parse_choice, parse_int_list, view_keys)
 from attn.text import markdown_literal
 
 PLOT_CONFIG_BASE = {"displaylogo": False, "toImageButtonOptions": {"scale": 2}}
 # Slide resolution for the camera button: 1920 × 1080 pixels, as PNG or SVG (sidebar choice).
 SLIDE_PX = (1920, 1080)
 IMAGE_FORMATS = ("png", "svg")
+# URL keys of the whole app (read once by app.py), which any page's link may carry.
+APP_URL_KEYS = {"present": parse_choice(("1", "0"), "Presenter view"), "img_fmt": parse_choice(IMAGE_FORMATS, "Figure format")}
 
 
 # The app's pages, in menu order: (script, title, icon, url_path, what a card on the home page says).
@@ -298,19 +301,24 @@ def load_url_state(page: str, n_min: int = 8, extra=None) -> list[str]:
     flag = f"_url_loaded_{page}"
     if st.session_state.get(flag):
         return []  # notices concern the link as opened; they go once the user acts
-    values, notices = decode_view(st.query_params.to_dict(), n_min=n_min, extra=extra)
+    query = st.query_params.to_dict()
+    values, notices = decode_view(query, n_min=n_min, extra=extra)
+    notices += near_miss_notices(query, view_keys(extra) | set(APP_URL_KEYS))
     for key, value in values.items():
         st.session_state[key] = value
     st.session_state[flag] = True
     return notices
 
 
-def load_url_keys(page: str, parsers: dict) -> list[str]:
-    """For pages whose settings are not mask patterns: seed widgets from the URL once per session."""
+def load_url_keys(page: str, parsers: dict, quiet=()) -> list[str]:
+    """For pages whose settings are not mask patterns: seed widgets from the URL once per session.
+    quiet: keys this page may see in a link but does not read now (near_miss_notices)."""
     flag = f"_url_loaded_{page}"
     if st.session_state.get(flag):
         return []
-    values, notices = decode_keys(st.query_params.to_dict(), parsers)
+    query = st.query_params.to_dict()
+    values, notices = decode_keys(query, parsers)
+    notices += near_miss_notices(query, set(parsers) | set(APP_URL_KEYS), quiet)
     for key, value in values.items():
         st.session_state[key] = value
     st.session_state[flag] = True

@@ -88,7 +88,7 @@ if not st.session_state.get("_url_loaded_lessons"):
     parsers = lessons.url_parsers(st.query_params.to_dict())
     names = [k for k in parsers if k not in ("lesson", "step")]
     kept = {k: st.session_state.pop(k) for k in names if k in st.session_state}
-    notices = ui.load_url_keys("lessons", parsers)
+    notices = ui.load_url_keys("lessons", parsers, quiet=lessons.URL_CONTROL_NAMES)
     from_url = {k: st.session_state.pop(k) for k in names if k in st.session_state}
     st.session_state.update(kept)
     ui.set_default("lesson", lessons.LESSON_IDS[0])

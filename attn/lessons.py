@@ -1087,6 +1087,10 @@ def url_parsers(query) -> dict:
     return out
 
 
+# Every control's URL name in any step: a link may carry another step's controls, which are no mistake.
+URL_CONTROL_NAMES = frozenset(c.name for lesson in LESSONS.values() for step in lesson.steps for c in step.controls)
+
+
 def url_params(lesson_id: str, step_no: int, values: dict) -> dict:
     """What the URL holds for a view: lesson, step (1-based) and the step's control values."""
     step = get_lesson(lesson_id).steps[step_no - 1]

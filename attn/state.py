@@ -6,7 +6,8 @@ Pattern B of a comparison uses the same names with the prefix "b_".
 
 from __future__ import annotations
 
-from typing import Mapping
+import difflib
+from typing import Iterable, Mapping
 
 from . import limits
 from .masks import MAX_N
@@ -77,7 +78,8 @@ def encode_param(spec: ParamSpec, value) -> str:
 def decode_view(query: Mapping[str, object], n_min: int = 8, extra: Mapping | None = None) -> tuple[dict, list[str]]:
     """Validated settings from URL query parameters, and a notice per value that was refused.
 
-    Unknown keys are ignored; a refused value is left out, so the widget keeps its default.
+    Unknown keys are ignored (near_miss_notices names the near misses); a refused value is left
+    out, so the widget keeps its default.
     extra: page-specific keys, each mapped to a parser (text -> value, ValueError if refused).
     """
     values: dict = {}
@@ -112,6 +114,34 @@ def decode_view(query: Mapping[str, object], n_min: int = 8, extra: Mapping | No
     for key, parse in (extra or {}).items():
         take(key, parse)
     return values, notices
+
+
+def view_keys(extra: Mapping | None = None) -> set[str]:
+    """Every URL key decode_view reads (with these page-specific keys)."""
+    names = {"n", "compare", "labels"} | {p + k for p in PREFIXES for k in ("pattern", *PARAMS)}
+    return names | set(extra or {})
+
+
+def near_miss_notices(query: Iterable[str], known: Iterable[str], quiet: Iterable[str] = ()) -> list[str]:
+    """A notice for each unknown key that looks like a known one: another case ("N", "Window"),
+    stray spaces, "-" for "_", or a slip in a longer name ("windw"). Any other unknown key stays
+    silent: shared links pick up keys no page reads (utm_source, fbclid), and those are not mistakes.
+    quiet: keys that belong to a neighbouring view (another lesson step), never hinted at."""
+    known, quiet = set(known), set(quiet)
+    by_lower = {k.lower(): k for k in known}
+    out = []
+    for key in query:
+        key = str(key)
+        if key in known or key in quiet:
+            continue
+        plain = key.strip().lower().replace("-", "_")
+        match = by_lower.get(plain)
+        if match is None and 3 <= len(plain) <= 40:  # one-letter keys match only by case or spaces
+            close = difflib.get_close_matches(plain, list(by_lower), n=1, cutoff=0.8)
+            match = by_lower[close[0]] if close else None
+        if match is not None:
+            out.append(f"Unknown URL parameter '{key[:40]}' was ignored; did you mean '{match}'?")
+    return out
 
 
 def decode_keys(query: Mapping[str, object], parsers: Mapping) -> tuple[dict, list[str]]:

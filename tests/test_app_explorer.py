@@ -116,3 +116,15 @@ def test_custom_rule_counts_and_refusals():
         assert any(message in e.value for e in at.error), [e.value for e in at.error]
     at = open_app(n="9000", pattern="custom", rule="q >= k", rule_params="")
     assert not at.exception and any("8,192" in e.value for e in at.error)
+
+
+def test_near_miss_keys_in_a_link_are_named_and_others_ignored():
+    at = open_app(N="100", Window="4", utm_source="newsletter")
+    assert not at.exception
+    assert sorted(w.value for w in at.warning) == [
+        "Unknown URL parameter 'N' was ignored; did you mean 'n'?",
+        "Unknown URL parameter 'Window' was ignored; did you mean 'window'?",
+    ]
+    assert at.number_input(key="n").value == 64 and at.number_input(key="window").value == 8  # the defaults
+    at.number_input(key="window").set_value(5).run()
+    assert not at.warning  # the notices concern the link as opened

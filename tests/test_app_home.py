@@ -65,3 +65,13 @@ def test_live_example_sentence_for_a_window_of_one():
     # W = 1: each token sees only itself, at every depth (sliding_window_reach(47, 6, 1) == 1).
     assert f"use **1** token; after **6** layers it can draw on **{sliding_window_reach(47, 6, 1)}** of its 48" in text, text
     assert "layers add nothing" in text and "W − 1 = 0" not in text
+
+
+def test_home_names_a_near_miss_key():
+    at = open_app(W="9", Layers="3")
+    assert not at.exception
+    assert sorted(w.value for w in at.warning) == [
+        "Unknown URL parameter 'Layers' was ignored; did you mean 'layers'?",
+        "Unknown URL parameter 'W' was ignored; did you mean 'w'?",
+    ]
+    assert at.slider(key="w").value == 4 and at.slider(key="layers").value == 6

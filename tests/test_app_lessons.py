@@ -180,3 +180,10 @@ def test_model_step_runs_the_model_on_request():
     at.button(key="back").click().run()  # results stay for the session: coming back shows the figure
     at.button(key="next").click().run()
     assert at.get("plotly_chart") and "run_step" not in [b.key for b in at.button]
+
+
+def test_a_near_miss_key_is_named_but_another_steps_control_is_not():
+    at = open_lessons(lesson="sliding-window", Step="2", seed="3")  # seed: a control of another lesson's step
+    assert not at.exception
+    assert [w.value for w in at.warning] == ["Unknown URL parameter 'Step' was ignored; did you mean 'step'? Opened with the defaults instead."]
+    assert at.session_state["step"] == 1

@@ -95,6 +95,11 @@ def refused_keys(texts: list[str]) -> set[str]:
     return {t[len(prefix):].split(":", 1)[0] for t in texts if t.startswith(prefix)}
 
 
+def hinted_keys(texts: list[str]) -> set[str]:
+    prefix = "Unknown URL parameter '"
+    return {t[len(prefix):].split("' was ignored", 1)[0] for t in texts if t.startswith(prefix)}
+
+
 # ------------------------------------------------------------------ hostile values ---
 NOT_A_NUMBER = [
     "", " ", "\t\n", "x", "1.5", "1e3", "nan", "inf", "-inf", "-", "--5", "0x10", "1_000", "1,2", "1,,x", ",,,",
@@ -108,6 +113,7 @@ JUNK_TEXT = [
     "%2e%2e%2f", "1,,x", "😀" * 50, "\x00", "a | | b", "sliding_window window=10**30", "causal |", "{{7*7}}",
 ]
 UNKNOWN_KEYS = ["utm_source", "__proto__", "N", "n ", "x" * 200, "<b>k</b>", "fbclid", "%2e", "ns[]", "😀"]
+NEAR_MISSES = {"N", "n "}  # of UNKNOWN_KEYS, the only ones that look like a page's key ("n"): a hint is allowed
 
 
 @dataclass(frozen=True)
@@ -305,7 +311,8 @@ def pattern_case(rng, keys: dict, k: int) -> Case:
 
 
 def check_notices(at: AppTest, case: Case, label: str, app_keys=()) -> None:
-    """A notice for exactly the refused keys; none for accepted or unknown keys."""
+    """A notice for exactly the refused keys; none for accepted or unknown keys, except a
+    "did you mean" hint, which only a near miss of a real key may get."""
     page_refused = refused_keys(notices(at))
     toast_refused = refused_keys(notices(at, toasts=True))
     for key, verdict in case.verdict.items():
@@ -317,6 +324,8 @@ def check_notices(at: AppTest, case: Case, label: str, app_keys=()) -> None:
             assert not got, f"{label}: {key}={value[:60]!r} is valid but was refused: {notices(at)}"
     unknown = set(case.query) - set(case.verdict)
     assert not (unknown & (page_refused | toast_refused)), f"{label}: unknown keys got notices"
+    hinted = hinted_keys(notices(at))
+    assert hinted <= unknown & NEAR_MISSES, f"{label}: hints for {hinted - NEAR_MISSES}: {notices(at)}"
 
 
 def run_case(page: str, case: Case, label: str, title: str, app_keys=()) -> AppTest:

@@ -1,6 +1,6 @@
 """URL parameters are untrusted: decode, refuse with a notice, round-trip."""
 
-from attn.state import decode_view, encode_view, parse_int_list
+from attn.state import decode_view, encode_view, near_miss_notices, parse_int_list, view_keys
 
 import pytest
 
@@ -55,3 +55,41 @@ def test_unicode_digits_are_refused_with_a_sentence():
         with pytest.raises(ValueError, match="must be a whole number"):
             parse_bounded_int(text, "N", 1, 100)
     assert parse_bounded_int(" -3 ", "N", -5, 5) == -3
+
+
+# Unknown keys that are near misses of a known one get a hint; other unknown keys stay silent.
+# The expected answers are written out by hand, not computed by the function under test.
+KNOWN = {"n", "window", "b_window", "seed", "sinks", "layers", "present"}
+
+
+@pytest.mark.parametrize("key, meant", [
+    ("N", "n"), ("n ", "n"), (" n", "n"), ("Window", "window"), ("WINDOW", "window"), ("windw", "window"),
+    ("wndow", "window"), ("b-window", "b_window"), ("B_Window", "b_window"), ("seeds", "seed"), ("sink", "sinks"),
+    ("Layers", "layers"), ("layer", "layers"),
+])
+def test_near_miss_keys_get_a_hint(key, meant):
+    assert near_miss_notices({key: "8"}, KNOWN) == [f"Unknown URL parameter '{key}' was ignored; did you mean '{meant}'?"]
+
+
+@pytest.mark.parametrize("key", [
+    "utm_source", "fbclid", "gclid", "embed", "embed_options", "ref", "w", "s", "x" * 200, "😀", "__proto__", "%2e",
+    "ns[]", "<b>k</b>", "",
+])
+def test_unrelated_unknown_keys_stay_silent(key):
+    assert near_miss_notices({key: "8"}, KNOWN) == []
+
+
+def test_known_and_quiet_keys_are_never_hinted():
+    assert near_miss_notices({"n": "64", "window": "8", "present": "1"}, KNOWN) == []
+    assert near_miss_notices({"Seed": "3"}, KNOWN, quiet={"Seed"}) == []
+    # Both spellings: the known one is read, and the stray one is still reported.
+    assert near_miss_notices({"n": "64", "N": "100"}, KNOWN) == ["Unknown URL parameter 'N' was ignored; did you mean 'n'?"]
+
+
+def test_view_keys_are_what_decode_view_reads():
+    # Each key is read: decode_view either takes its value or refuses it with a notice.
+    for key in view_keys():
+        values, refused = decode_view({key: "\x00odd\x00"})
+        assert key in values or refused, key
+    assert decode_view({"Window": "8", "zzz": "1"}) == ({}, [])
+    assert {"n", "window", "b_window", "pattern", "b_pattern", "compare", "labels", "layers"} <= view_keys({"layers": None})
