@@ -25,8 +25,8 @@ from attn.cache import BoundedCache
 from attn.masks import MAX_N
 from attn import rules
 from attn.presets import PARAMS, PATTERN_INFO, PICKABLE, default_params
-from attn.state import (INT_MAX, decode_keys, decode_view, encode_view, format_int_list, near_miss_notices,
-                        parse_choice, parse_int_list, view_keys)
+from attn.state import (INT_MAX, decode_keys, encode_view, format_int_list, near_miss_notices, parse_choice,
+                        parse_int_list, view_parsers)
 from attn.text import markdown_literal
 
 PLOT_CONFIG_BASE = {"displaylogo": False, "toImageButtonOptions": {"scale": 2}}
@@ -297,25 +297,16 @@ def global_url_params() -> dict:
 
 
 def load_url_state(page: str, n_min: int = 8, extra=None) -> list[str]:
-    """Seed widget state from the URL once per session and page; returns notices for refused values."""
-    flag = f"_url_loaded_{page}"
-    if st.session_state.get(flag):
-        return []  # notices concern the link as opened; they go once the user acts
-    query = st.query_params.to_dict()
-    values, notices = decode_view(query, n_min=n_min, extra=extra)
-    notices += near_miss_notices(query, view_keys(extra) | set(APP_URL_KEYS))
-    for key, value in values.items():
-        st.session_state[key] = value
-    st.session_state[flag] = True
-    return notices
+    """Seed a mask view's widgets from the URL once per session and page; returns notices for refused values."""
+    return load_url_keys(page, view_parsers(n_min, extra))
 
 
 def load_url_keys(page: str, parsers: dict, quiet=()) -> list[str]:
-    """For pages whose settings are not mask patterns: seed widgets from the URL once per session.
-    quiet: keys this page may see in a link but does not read now (near_miss_notices)."""
+    """Seed widgets from the URL once per session and page; returns notices for refused values
+    and near-miss keys. quiet: keys this page may see in a link but does not read now."""
     flag = f"_url_loaded_{page}"
     if st.session_state.get(flag):
-        return []
+        return []  # notices concern the link as opened; they go once the user acts
     query = st.query_params.to_dict()
     values, notices = decode_keys(query, parsers)
     notices += near_miss_notices(query, set(parsers) | set(APP_URL_KEYS), quiet)

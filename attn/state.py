@@ -75,51 +75,30 @@ def encode_param(spec: ParamSpec, value) -> str:
     return str(value).replace(" ", "")
 
 
-def decode_view(query: Mapping[str, object], n_min: int = 8, extra: Mapping | None = None) -> tuple[dict, list[str]]:
-    """Validated settings from URL query parameters, and a notice per value that was refused.
+def _pattern(text: str) -> str:
+    if text not in PICKABLE:
+        raise ValueError(f"unknown pattern '{str(text)[:30]}'.")
+    return text
 
-    Unknown keys are ignored (near_miss_notices names the near misses); a refused value is left
-    out, so the widget keeps its default.
-    extra: page-specific keys, each mapped to a parser (text -> value, ValueError if refused).
-    """
-    values: dict = {}
-    notices: list[str] = []
 
-    def text(key):
-        v = query.get(key)
-        return v[-1] if isinstance(v, (list, tuple)) else v
-
-    def take(key, parse):
-        raw = text(key)
-        if raw is None:
-            return
-        try:
-            values[key] = parse(raw)
-        except ValueError as e:
-            notices.append(f"Ignored URL parameter {key}: {e}")
-
-    take("n", lambda t: parse_bounded_int(t, "N", n_min, MAX_N))
+def view_parsers(n_min: int = 8, extra: Mapping | None = None) -> dict:
+    """The URL keys of a mask view, each with its parser (text -> value, ValueError if refused):
+    N, two flags, and pattern A / pattern B ("b_") with every parameter; then `extra`, the
+    page's own keys."""
+    parsers: dict = {"n": lambda t: parse_bounded_int(t, "N", n_min, MAX_N)}
     for flag in ("compare", "labels"):
-        take(flag, lambda t, f=flag: parse_param(ParamSpec(f, f, "bool", False), t))
+        parsers[flag] = lambda t, f=flag: parse_param(ParamSpec(f, f, "bool", False), t)
     for prefix in PREFIXES:
-
-        def pattern(t):
-            if t not in PICKABLE:
-                raise ValueError(f"unknown pattern '{str(t)[:30]}'.")
-            return t
-
-        take(prefix + "pattern", pattern)
+        parsers[prefix + "pattern"] = _pattern
         for name, spec in PARAMS.items():
-            take(prefix + name, lambda t, s=spec: parse_param(s, t))
-    for key, parse in (extra or {}).items():
-        take(key, parse)
-    return values, notices
+            parsers[prefix + name] = lambda t, s=spec: parse_param(s, t)
+    return parsers | dict(extra or {})
 
 
-def view_keys(extra: Mapping | None = None) -> set[str]:
-    """Every URL key decode_view reads (with these page-specific keys)."""
-    names = {"n", "compare", "labels"} | {p + k for p in PREFIXES for k in ("pattern", *PARAMS)}
-    return names | set(extra or {})
+def decode_view(query: Mapping[str, object], n_min: int = 8, extra: Mapping | None = None) -> tuple[dict, list[str]]:
+    """Validated settings of a mask view from URL query parameters, and a notice per refused value
+    (decode_keys with view_parsers)."""
+    return decode_keys(query, view_parsers(n_min, extra))
 
 
 def near_miss_notices(query: Iterable[str], known: Iterable[str], quiet: Iterable[str] = ()) -> list[str]:
@@ -146,7 +125,8 @@ def near_miss_notices(query: Iterable[str], known: Iterable[str], quiet: Iterabl
 
 def decode_keys(query: Mapping[str, object], parsers: Mapping) -> tuple[dict, list[str]]:
     """Page settings from URL parameters: each key's parser turns text into a value or raises
-    ValueError; refused values are left out (the widget keeps its default) with a notice."""
+    ValueError; refused values are left out (the widget keeps its default) with a notice.
+    Unknown keys are ignored here (near_miss_notices names the near misses)."""
     values: dict = {}
     notices: list[str] = []
     for key, parse in parsers.items():

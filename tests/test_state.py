@@ -1,6 +1,6 @@
 """URL parameters are untrusted: decode, refuse with a notice, round-trip."""
 
-from attn.state import decode_view, encode_view, near_miss_notices, parse_int_list, view_keys
+from attn.state import decode_view, encode_view, near_miss_notices, parse_int_list, view_parsers
 
 import pytest
 
@@ -86,10 +86,10 @@ def test_known_and_quiet_keys_are_never_hinted():
     assert near_miss_notices({"n": "64", "N": "100"}, KNOWN) == ["Unknown URL parameter 'N' was ignored; did you mean 'n'?"]
 
 
-def test_view_keys_are_what_decode_view_reads():
+def test_view_parsers_are_what_decode_view_reads():
     # Each key is read: decode_view either takes its value or refuses it with a notice.
-    for key in view_keys():
+    for key in view_parsers():
         values, refused = decode_view({key: "\x00odd\x00"})
         assert key in values or refused, key
     assert decode_view({"Window": "8", "zzz": "1"}) == ({}, [])
-    assert {"n", "window", "b_window", "pattern", "b_pattern", "compare", "labels", "layers"} <= view_keys({"layers": None})
+    assert {"n", "window", "b_window", "pattern", "b_pattern", "compare", "labels", "layers"} <= set(view_parsers(extra={"layers": int}))
