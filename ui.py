@@ -301,15 +301,16 @@ def load_url_state(page: str, n_min: int = 8, extra=None) -> list[str]:
     return load_url_keys(page, view_parsers(n_min, extra))
 
 
-def load_url_keys(page: str, parsers: dict, quiet=()) -> list[str]:
+def load_url_keys(page: str, parsers: dict, quiet=(), synonyms=None) -> list[str]:
     """Seed widgets from the URL once per session and page; returns notices for refused values
-    and near-miss keys. quiet: keys this page may see in a link but does not read now."""
+    and near-miss keys. quiet: keys this page may see in a link but does not read now;
+    synonyms: {another page's key: this page's key}, hinted like a near miss."""
     flag = f"_url_loaded_{page}"
     if st.session_state.get(flag):
         return []  # notices concern the link as opened; they go once the user acts
     query = st.query_params.to_dict()
     values, notices = decode_keys(query, parsers)
-    notices += near_miss_notices(query, set(parsers) | set(APP_URL_KEYS), quiet)
+    notices += near_miss_notices(query, set(parsers) | set(APP_URL_KEYS), quiet, synonyms)
     for key, value in values.items():
         st.session_state[key] = value
     st.session_state[flag] = True

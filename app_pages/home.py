@@ -24,7 +24,9 @@ st.markdown(
     "and what it does to a real model. Everything you see is computed live from the same rule that "
     "the attention kernels run."
 )
-for notice in ui.load_url_keys("home", URL_KEYS):
+# Home's slider is "w", not the mask pages' "window": those pages share one window widget
+# state, which Home's smaller slider (1–16) must not overwrite. A link with "window" gets a hint.
+for notice in ui.load_url_keys("home", URL_KEYS, synonyms={"window": "w"}):
     ui.notice(notice, "warning", ":material/link:")
 ui.set_default("w", 4)
 ui.set_default("layers", 6)

@@ -101,13 +101,17 @@ def decode_view(query: Mapping[str, object], n_min: int = 8, extra: Mapping | No
     return decode_keys(query, view_parsers(n_min, extra))
 
 
-def near_miss_notices(query: Iterable[str], known: Iterable[str], quiet: Iterable[str] = ()) -> list[str]:
+def near_miss_notices(query: Iterable[str], known: Iterable[str], quiet: Iterable[str] = (),
+                      synonyms: Mapping[str, str] | None = None) -> list[str]:
     """A notice for each unknown key that looks like a known one: another case ("N", "Window"),
     stray spaces, "-" for "_", or a slip in a longer name ("windw"). Any other unknown key stays
     silent: shared links pick up keys no page reads (utm_source, fbclid), and those are not mistakes.
-    quiet: keys that belong to a neighbouring view (another lesson step), never hinted at."""
+    quiet: keys that belong to a neighbouring view (another lesson step), never hinted at.
+    synonyms: another page's name for a known key (Home reads "w" where the mask pages read
+    "window"); the synonym and its near misses point to the known key."""
     known, quiet = set(known), set(quiet)
     by_lower = {k.lower(): k for k in known}
+    by_lower |= {alias.lower(): meant for alias, meant in (synonyms or {}).items() if meant in known and alias not in known}
     out = []
     for key in query:
         key = str(key)

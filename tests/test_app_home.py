@@ -75,3 +75,11 @@ def test_home_names_a_near_miss_key():
         "Unknown URL parameter 'W' was ignored; did you mean 'w'?",
     ]
     assert at.slider(key="w").value == 4 and at.slider(key="layers").value == 6
+
+
+def test_home_points_the_mask_pages_window_key_to_w():
+    # A link written for the mask pages (?window=…) opens Home with the default and names Home's key.
+    at = open_app(window="9")
+    assert not at.exception
+    assert [w.value for w in at.warning] == ["Unknown URL parameter 'window' was ignored; did you mean 'w'?"]
+    assert at.slider(key="w").value == 4

@@ -86,6 +86,16 @@ def test_known_and_quiet_keys_are_never_hinted():
     assert near_miss_notices({"n": "64", "N": "100"}, KNOWN) == ["Unknown URL parameter 'N' was ignored; did you mean 'n'?"]
 
 
+def test_a_synonym_points_to_the_key_this_page_reads():
+    hint = "Unknown URL parameter '{}' was ignored; did you mean 'w'?"
+    for key in ("window", "Window", "windw"):
+        assert near_miss_notices({key: "8"}, {"w", "layers"}, synonyms={"window": "w"}) == [hint.format(key)]
+    assert near_miss_notices({"window": "8"}, {"w", "layers"}) == []  # without the synonym: silent
+    # A synonym for a key the page does not read, or one that is itself known, changes nothing.
+    assert near_miss_notices({"window": "8"}, {"layers"}, synonyms={"window": "w"}) == []
+    assert near_miss_notices({"window": "8"}, {"w", "window"}, synonyms={"window": "w"}) == []
+
+
 def test_view_parsers_are_what_decode_view_reads():
     # Each key is read: decode_view either takes its value or refuses it with a notice.
     for key in view_parsers():
