@@ -172,7 +172,11 @@ def test_layers_until_for_a_window_of_128():
 
 
 def test_mistral_reach_is_32_windows():
-    assert lessons.answer(question("mistral-reach")) == 32 * 4095 + 1 == 131041
+    q = question("mistral-reach")
+    assert lessons.answer(q) == 32 * 4095 + 1 == 131041
+    # "The whole text" (131,072) and "32 windows of 4,096" are the slips this step corrects: wrong.
+    assert lessons.grade(q, "131041").correct
+    assert not lessons.grade(q, "131072").correct and not lessons.grade(q, 32 * 4096).correct
 
 
 def _bfs_layers(adjacent, n, source, target, max_layers=64):
@@ -303,6 +307,9 @@ def test_grade_numbers():
     assert lessons.grade(q, "16 billion").correct
     g = lessons.grade(q, "15e9")
     assert not g.correct and g.abs_error == pytest.approx(15e9 - N * N) and "too low" in g.summary
+    # The summary names the guess before the gap: 17 billion is 179,869,184 below 2**34.
+    assert lessons.grade(q, "17 billion").summary.startswith(
+        "Right: your 17,000,000,000 is 179,869,184 too low (1.0% below the answer)"), lessons.grade(q, "17 billion").summary
     assert lessons.grade(q, N * N * 1.0999).correct and not lessons.grade(q, N * N * 1.1001).correct
     q = question("gemma-kv")  # ±5 percentage points
     right = lessons.answer(q)
