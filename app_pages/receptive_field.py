@@ -1,10 +1,11 @@
 """Receptive Field: how far information travels through L layers under a mask or a per-layer stack."""
 
+import numpy as np
 import streamlit as st
 
 import ui
 from attn import figures, masks, reach
-from attn.presets import STACK_PRESETS, build_stack, reach_explanations
+from attn.presets import STACK_PRESETS, build_stack, reach_explanations, rule_notes
 from attn.state import parse_bounded_int
 from attn.text import count, spans_text
 
@@ -49,18 +50,27 @@ def matrix(source, pattern, params, custom, n, layers):
 
 
 @ui.cached()
-def until(source, pattern, params, custom, n, a, b):
-    return reach.layers_until(target_for(source, pattern, params, custom, n, reach.MAX_LAYERS), n, a, b)
+def deepest_reach(source, pattern, params, custom, n, token):
+    """The token's reach after each of the most layers the page traces (for "how many layers until")."""
+    target = target_for(source, pattern, params, custom, n, reach.MAX_LAYERS)
+    return reach.reach_of_token(target, n, token, reach.MAX_LAYERS)
+
+
+def apply_preset(chosen, keep=()):
+    """A model stack brings its depth and, where N is too short for its windows, its N; keys in
+    `keep` (set by the link that opened the page) stay as they are."""
+    if chosen not in STACK_PRESETS:
+        return
+    preset = STACK_PRESETS[chosen]
+    if "layers" not in keep:
+        st.session_state["layers"] = preset.layers
+    if "n" not in keep and st.session_state.get("n", 256) < preset.n:  # at N = 256 a 4,096-token window is full attention
+        st.session_state["_n_raised"] = f"N raised to {preset.n:,} so that this stack's windows show; change it in the sidebar."
+        st.session_state["n"] = preset.n
 
 
 def on_source_change():
-    chosen = st.session_state["stack"]
-    if chosen in STACK_PRESETS:
-        preset = STACK_PRESETS[chosen]
-        st.session_state["layers"] = preset.layers
-        if st.session_state["n"] < preset.n:  # at N = 256 a 4,096-token window is full attention
-            st.session_state["_n_raised"] = f"N raised to {preset.n:,} so that this stack's windows show; change it in the sidebar."
-            st.session_state["n"] = preset.n
+    apply_preset(st.session_state["stack"])
 
 
 st.title("Receptive Field")
@@ -68,8 +78,12 @@ st.caption(
     "After L layers, which earlier tokens can influence a token? Exact paths through the masks "
     "(residual connections included): what the mask allows, not what a model uses."
 )
+opened_from_link = not st.session_state.get("_url_loaded_reach")
 for notice in ui.load_url_state("reach", extra=URL_KEYS):
     ui.notice(notice, "warning", ":material/link:")
+if opened_from_link and st.session_state.get("stack") in STACK_PRESETS:
+    # A link naming a model stack gets what picking it in the sidebar gives, except what the link sets.
+    apply_preset(st.session_state["stack"], keep={k for k in ("n", "layers") if k in st.query_params})
 
 with st.sidebar:
     ui.set_default("n", 256)
@@ -82,7 +96,8 @@ with st.sidebar:
         raw = ui.param_widgets("", pattern, n)
         try:
             params = ui.hashable_params(ui.rule_params(pattern, raw))
-            masks.build(pattern, n, **dict(params))
+            for note in rule_notes(masks.build(pattern, n, **dict(params)), n):
+                st.info(note, icon=":material/info:")
         except ValueError as e:
             error = str(e)
             ui.notice(error)
@@ -128,14 +143,17 @@ if st.session_state["layer"] > layers:
 layer = st.slider("Show the reach after layer", 1, max(layers, 2), key="layer", disabled=layers == 1) if layers > 1 else 1
 
 st.session_state["_layer_keep"] = layer
-full = result.full_context_layer
+full, context = result.full_context_layer, result.context
+# A causal stack's context is 0..token; a bidirectional one lets later tokens in too, so it is all N.
+context_text = f"0..{context - 1:,}" if result.causal else f"all {n:,} positions (the mask is bidirectional)"
 c = st.columns(3)
 c[0].metric(f"Reach after layer {layer}", f"{counts[layer - 1]:,} tokens", help="inputs token can draw on, itself included")
-c[1].metric("Share of its context", ui.share(counts[layer - 1] / (token + 1)), help=f"of the {token + 1:,} tokens 0..{token}")
-c[2].metric("Whole context reached at", f"layer {full}" if full else "never", help=f"within {layers} layers")
+c[1].metric("Share of its context", ui.share(counts[layer - 1] / context), help=f"of the {context:,} tokens {context_text}")
+c[2].metric("Whole context reached at", f"layer {full}" if full else f"not within {layers}",
+            help=f"the first layer after which token {token:,} draws on {context_text}")
 if full is None:
     st.caption(
-        f"Within {layers} layers token {token:,} never draws on all of 0..{token:,}: "
+        f"Within {layers} layers token {token:,} never draws on {context_text}: "
         + ("the reach stops growing (a boundary no layer crosses)." if counts[-1] == counts[max(0, layers - 2)] and layers > 1
            else "it still grows; add layers to see when it gets there.")
     )
@@ -145,7 +163,7 @@ if len(rules) == 1 and rules[0].name == "sliding_window":
     analytic = [reach.sliding_window_reach(token, l, rules[0].param_dict["window"]) for l in range(1, layers + 1)]
 left, right = st.columns([3, 2])
 with left:
-    ui.plot(figures.reach_growth_figure(counts, token, analytic, full), key="fig_growth", filename="reach_growth")
+    ui.plot(figures.reach_growth_figure(counts, token, analytic, full, context), key="fig_growth", filename="reach_growth")
 with right:
     st.subheader("Why it matters")
     for line in reach_explanations(rules):
@@ -172,8 +190,18 @@ a = q[0].number_input("token a", step=1, key="src",
                       help="the source; under a causal mask only earlier tokens can ever reach b")
 b = q[1].number_input("token b", value=int(token), step=1, disabled=True, help="the traced token")
 try:
-    needed = until(source, pattern, params, custom, n, int(a), int(token))
-    q[2].metric("Layers needed", "never (within 64)" if needed is None else f"{needed}")
+    reach.check_token(int(a), n, "source token")
+    deep = deepest_reach(source, pattern, params, custom, n, int(token))
+    hits = np.flatnonzero(deep.sets[:, int(a)])
+    if len(hits):
+        q[2].metric("Layers needed", f"{hits[0] + 1}")
+    elif deep.causal and int(a) > token:
+        # No depth helps: a causal mask only carries information forward.
+        q[2].metric("Layers needed", "never", help=f"token {int(a):,} comes after token {token:,}, and the mask is causal")
+    elif reach.is_closed(target_for(source, pattern, params, custom, n, reach.MAX_LAYERS), deep.sets[-1], n):
+        q[2].metric("Layers needed", "never", help="the reach stops growing before it gets there: a boundary no layer crosses")
+    else:
+        q[2].metric("Layers needed", f"not within {reach.MAX_LAYERS}", help=f"the most layers traced is {reach.MAX_LAYERS}")
 except ValueError as e:
     q[2].error(str(e))
 

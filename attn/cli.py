@@ -184,6 +184,7 @@ def cmd_reach(args) -> int:
         "token": token,
         "rules": [r.label for r in (target.rules if hasattr(target, "rules") else (target,))],
         "reach": result.counts,
+        "context": result.context,  # token + 1 under a causal mask, n under a bidirectional one
         "full_context_layer": result.full_context_layer,
     }
     if args.source is not None:

@@ -195,8 +195,12 @@ def row_counts_figure(counts: np.ndarray, title: str = "Keys each query may atte
 REACH = "#1b7837"
 
 
-def reach_growth_figure(counts: list[int], token: int, analytic: list[int] | None = None, full_layer: int | None = None):
-    """Tokens reachable vs layer, with the whole context (token + 1) and the analytic line if any."""
+def reach_growth_figure(counts: list[int], token: int, analytic: list[int] | None = None, full_layer: int | None = None,
+                        context: int | None = None):
+    """Tokens reachable vs layer, with the whole context and the analytic line if any.
+    context: positions the token could draw on at all (token + 1 under a causal mask, the default;
+    all N under a bidirectional one)."""
+    context = token + 1 if context is None else context
     layers = list(range(1, len(counts) + 1))
     fig = go.Figure()
     fig.add_trace(
@@ -206,9 +210,11 @@ def reach_growth_figure(counts: list[int], token: int, analytic: list[int] | Non
         fig.add_trace(
             go.Scatter(x=layers, y=analytic, mode="lines", name="min(q+1, l·(W−1)+1)", line=dict(color="#e66101", dash="dash"))
         )
-    fig.add_hline(y=token + 1, line=dict(color="#888", dash="dot"), annotation_text=f"whole context: {token + 1:,} tokens")
+    fig.add_hline(y=context, line=dict(color="#888", dash="dot"), annotation_text=f"whole context: {context:,} tokens")
     if full_layer is not None:
-        fig.add_vline(x=full_layer, line=dict(color=REACH, dash="dot"), annotation_text=f"layer {full_layer}")
+        # At the foot of its line: at the top it would sit on the whole-context label when both are at the right.
+        fig.add_vline(x=full_layer, line=dict(color=REACH, dash="dot"), annotation_text=f"layer {full_layer}",
+                      annotation_position="bottom right")
     fig.update_layout(
         title=f"Tokens that can influence token {token:,}, after each layer",
         xaxis_title="layers",
@@ -221,7 +227,7 @@ def reach_growth_figure(counts: list[int], token: int, analytic: list[int] | Non
     fig.update_xaxes(dtick=_layer_dtick(len(counts)))
     # From 0 to past the whole context: a flat line (reach full from layer 1) would otherwise get
     # Plotly's fractional ticks (255.5 tokens), and every reach reads against the whole.
-    fig.update_yaxes(range=[0, (token + 1) * 1.08], tickformat=",d")
+    fig.update_yaxes(range=[0, context * 1.08], tickformat=",d")
     return fig
 
 

@@ -437,6 +437,16 @@ def size_text(b: float) -> str:
     return f"{b:.0f} B"
 
 
+def percent_text(x: float) -> str:
+    """A share as a whole percentage, with decimals only where rounding would print 0% or 100% for
+    what is neither (a 99.6% saving is not "100%", a 0.3% one is not "0%")."""
+    for decimals in range(4):
+        text = f"{x:.{decimals}%}"
+        if x in (0, 1) or float(text[:-1]) not in (0, 100):
+            return text
+    return f"{'<' if x < 0.5 else '>'} {'0.001' if x < 0.5 else '99.999'}%"
+
+
 def verdict(model: ModelSpec, context: int, batch: int = 1, weight_dtype: str = "bf16", kv_dtype: str = "bf16",
             design: Design = Design(), overhead_bytes: int = 0) -> list[str]:
     """The claims "sliding window cuts serving cost 60–80%" and "benefits diminish below 2048
@@ -456,10 +466,10 @@ def verdict(model: ModelSpec, context: int, batch: int = 1, weight_dtype: str = 
         if len(set(c for c in caps if c)) > 1:
             head = f"**60–80% claim:** {capped} of {model.layers} layers keep a capped cache"
         if reach:
-            lines.append(f"{head}; the KV saving reaches {' and '.join(reach)}, and tends to {limit:.0%} "
+            lines.append(f"{head}; the KV saving reaches {' and '.join(reach)}, and tends to {percent_text(limit)} "
                          "as the context grows.")
         else:
-            lines.append(f"{head}, so the KV saving can never exceed {limit:.0%}: it never reaches 60%.")
+            lines.append(f"{head}, so the KV saving can never exceed {percent_text(limit)}: it never reaches 60%.")
         s2048 = kv_saving(model, 2048, design)
         smallest = min(c for c in caps if c is not None)
         if s2048 == 0:
@@ -467,18 +477,18 @@ def verdict(model: ModelSpec, context: int, batch: int = 1, weight_dtype: str = 
             lines.append(f"**Below 2,048 tokens:** nothing is saved, nor up to {smallest:,} tokens: a capped layer "
                          f"holds the whole context until it is longer than its {smallest:,}-token {span}.")
         else:
-            lines.append(f"**Below 2,048 tokens:** the saving at 2,048 tokens is {s2048:.0%}; "
+            lines.append(f"**Below 2,048 tokens:** the saving at 2,048 tokens is {percent_text(s2048)}; "
                          f"it is zero below {smallest:,} tokens.")
     lines.append(
         f"**At {context:,} tokens, batch {batch}:** KV cache {size_text(r['kv_bytes'])} vs {size_text(r['kv_bytes_full'])} "
-        f"with full attention ({r['kv_saving']:.0%} saved); total VRAM {size_text(r['vram_bytes'])} vs "
-        f"{size_text(r['vram_bytes_full'])} ({r['vram_saving']:.0%} saved) — the {size_text(r['weights_bytes'])} of "
+        f"with full attention ({percent_text(r['kv_saving'])} saved); total VRAM {size_text(r['vram_bytes'])} vs "
+        f"{size_text(r['vram_bytes_full'])} ({percent_text(r['vram_saving'])} saved) — the {size_text(r['weights_bytes'])} of "
         f"weights do not shrink."
     )
     attn, attn_full, w = r["attention_flops_per_token"], r["attention_flops_per_token_full"], r["weight_flops_per_token"]
     lines.append(
         f"**Compute per generated token:** attention {attn / 1e9:.3g} GFLOP vs {attn_full / 1e9:.3g} GFLOP full "
-        f"({1 - attn / attn_full:.0%} saved); the weights cost {w / 1e9:.3g} GFLOP, so attention is "
-        f"{attn / (attn + w):.0%} of the total ({attn_full / (attn_full + w):.0%} with full attention)."
+        f"({percent_text(1 - attn / attn_full)} saved); the weights cost {w / 1e9:.3g} GFLOP, so attention is "
+        f"{percent_text(attn / (attn + w))} of the total ({percent_text(attn_full / (attn_full + w))} with full attention)."
     )
     return lines

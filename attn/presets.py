@@ -329,6 +329,12 @@ def rule_notes(rule, n: int) -> list[str]:
         notes.append(f"Chunk {p['chunk']} ≥ N = {n}: one chunk holds the whole sequence.")
     if rule.name == "prefix_lm" and p["prefix"] == 0:
         notes.append("Empty prefix: this is plain causal attention.")
+    if rule.name == "prefix_lm" and p["prefix"] >= n:
+        notes.append(f"Prefix {p['prefix']} ≥ N = {n}: the whole sequence is prefix; this is full bidirectional attention.")
     if rule.name == "sinks" and p["sinks"] == 0:
         notes.append("No sink tokens: this is a plain sliding window.")
+    # The last query misses keys sinks..n−1−window; none are left once sinks + window ≥ n.
+    if rule.name == "sinks" and p["sinks"] > 0 and p["window"] < n <= p["sinks"] + p["window"]:
+        notes.append(f"Sinks {p['sinks']} + window {p['window']} ≥ N = {n}: every query sees its whole past; "
+                     "this is plain causal attention.")
     return notes

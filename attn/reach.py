@@ -96,34 +96,51 @@ def _backward(rules: list[MaskRule], token: int, n: int) -> np.ndarray:
     """Reach set of `token` through rules[-1], ..., rules[0] (the last layer first)."""
     members = np.zeros(n, dtype=bool)
     members[token] = True
-    distinct = list(dict.fromkeys(rules))
     for i in range(len(rules) - 1, -1, -1):
         grown = _expand(rules[i], members, n)
         if grown.sum() == members.sum():
             # A set that no rule of the stack can grow is final: stop early.
-            if all(_expand(r, members, n).sum() == members.sum() for r in distinct):
+            if is_closed(rules, members, n):
                 return members
         members = grown
     return members
 
 
+def is_closed(rules, members: np.ndarray, n: int) -> bool:
+    """Whether no rule (a rule, a stack's rules, or a list of rules) can add to this reach set:
+    then no number of layers grows it."""
+    if isinstance(rules, MaskRule):
+        rules = (rules,)
+    elif isinstance(rules, LayerStack):
+        rules = rules.rules
+    return all(_expand(r, members, n).sum() == members.sum() for r in dict.fromkeys(rules))
+
+
 @dataclass(frozen=True)
 class TokenReach:
-    """sets: bool (L, n), row l-1 = inputs token can draw on after layers 1..l."""
+    """sets: bool (L, n), row l-1 = inputs token can draw on after layers 1..l.
+    causal: every layer's rule is causal, so the token's context is 0..token; otherwise a
+    later position may reach it too, and its context is all n positions."""
 
     token: int
     n: int
     sets: np.ndarray
+    causal: bool = True
 
     @property
     def counts(self) -> list[int]:
         return [int(c) for c in self.sets.sum(axis=1)]
 
     @property
+    def context(self) -> int:
+        """How many positions the token could draw on at all: token + 1 under causal rules, else n."""
+        return self.token + 1 if self.causal else self.n
+
+    @property
     def full_context_layer(self) -> int | None:
-        """First layer after which the token draws on every position 0..token, or None."""
+        """First layer after which the token draws on its whole context, or None."""
         for l, row in enumerate(self.sets, start=1):
-            if row[: self.token + 1].all():
+            if row[: self.context].all():
                 return l
         return None
 
@@ -147,7 +164,7 @@ def reach_of_token(rule_or_stack, n: int, token: int, layers: int) -> TokenReach
     else:
         for l in range(layers):
             sets[l] = _backward(rules[: l + 1], token, n)
-    return TokenReach(token, n, sets)
+    return TokenReach(token, n, sets, all(r.causal for r in stack.rules))
 
 
 def intervals_of(members: np.ndarray) -> list[tuple[int, int]]:

@@ -83,3 +83,13 @@ def test_custom_model_errors_are_messages():
     assert not at.error and not at.exception
     # 2 KV heads × 64 × 2 × 2 B = 512 B per layer per token; at 32768: 2 layers × 64 + 2 × 32768 tokens
     assert metric(at, "KV cache") == kv.size_text(512 * (2 * 64 + 2 * 32768))
+
+
+def test_a_saving_just_short_of_all_is_not_rounded_to_100_percent():
+    # Llama 3.1 8B: 32 layers × 8 KV heads × 128 dims × (K + V) × 2 bytes = 128 KiB a token, so
+    # 1,048,576 tokens hold 128 GiB; a 4,096-token window keeps 512 MiB: 1 − 1/256 = 99.6% saved.
+    at = open_page(model="llama-3.1-8b", design="sliding", ctx="1048576")
+    assert not at.exception and not at.error
+    kv_metric = next(m for m in at.metric if m.label == "KV cache")
+    assert kv_metric.value == "512 MiB" and kv_metric.delta == "-99.6% vs full"
+    assert "(99.6% saved)" in text(at)

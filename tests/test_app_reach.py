@@ -26,7 +26,7 @@ def test_sliding_window_reach_follows_the_layer_slider():
     at.slider(key="layer").set_value(6).run()
     m = metric(at, "Reach after layer")
     assert m.label == "Reach after layer 6" and m.value == f"{sliding_window_reach(63, 6, 4)} tokens"
-    assert metric(at, "Whole context").value == "never"
+    assert metric(at, "Whole context").value == "not within 8"  # 8·3 + 1 = 25 < 64 tokens
     assert metric(at, "Layers needed").value == str(-(-63 // 3))  # token 0 reaches 63 once 3l+1 >= 64
 
 
@@ -83,7 +83,7 @@ def test_traced_token_follows_n_until_one_is_picked():
     assert at.number_input(key="token").value == 255  # N = 256 by default: the last token
     at.number_input(key="n").set_value(1024).run()
     assert not at.exception and at.number_input(key="token").value == 1023
-    assert metric(at, "Share of its context").help.endswith("0..1023")
+    assert metric(at, "Share of its context").help.endswith("0..1,023")
     at.number_input(key="token").set_value(100).run()
     at.number_input(key="n").set_value(2048).run()
     assert at.number_input(key="token").value == 100  # a picked token stays
@@ -113,3 +113,50 @@ def test_picking_a_model_stack_raises_a_short_n():
     at.number_input(key="n").set_value(65536).run()
     at.selectbox(key="stack").set_value("longformer-base").run()
     assert at.number_input(key="n").value == 65536  # a longer N is kept
+
+
+def test_a_bidirectional_mask_counts_every_position_as_context():
+    # Full attention from token 10 of 64: all 64 positions reach it at layer 1, which is 100%, not 582%.
+    at = open_page(pattern="full", n="64", token="10", layer="1", layers="4")
+    assert not at.exception and not at.error
+    assert metric(at, "Reach after layer").value == "64 tokens"
+    assert metric(at, "Share of its context").value == "100%"
+    assert metric(at, "Share of its context").help == "of the 64 tokens all 64 positions (the mask is bidirectional)"
+    assert metric(at, "Whole context").value == "layer 1"
+    # A band |q − k| <= 3 from token 10: [7, 13] at layer 1 (7 of 64), and it still grows at layer 2.
+    at = open_page(pattern="band", window="6", n="64", token="10", layer="1", layers="2")
+    assert metric(at, "Reach after layer").value == "7 tokens"
+    assert metric(at, "Share of its context").value == f"{7 / 64 * 100:.3g}%"
+    assert metric(at, "Whole context").value == "not within 2"
+
+
+def test_layers_needed_says_why_never():
+    # Causal: a later token never reaches an earlier one, however deep.
+    at = open_page(n="64", pattern="sliding_window", window="4", token="10", src="50")
+    assert not at.exception and metric(at, "Layers needed").value == "never"
+    assert "comes after" in metric(at, "Layers needed").help
+    # Chunks of 16 never mix: token 5 cannot reach token 40, and more layers would not help.
+    at = open_page(n="64", pattern="chunked", chunk="16", token="40", src="5")
+    assert metric(at, "Layers needed").value == "never" and "boundary" in metric(at, "Layers needed").help
+    # Window 2 over 200 tokens: one token a layer, so 0 → 199 takes 199 layers, past the 64 traced.
+    at = open_page(n="200", pattern="sliding_window", window="2", token="199", src="0")
+    assert metric(at, "Layers needed").value == "not within 64"
+
+
+def test_a_link_to_a_model_stack_raises_a_short_n():
+    # As picking the stack in the sidebar does: Mistral's 4,096-token windows need more than N = 256.
+    at = open_page(stack="mistral-7b-v0.1")
+    assert not at.exception and not at.error
+    assert at.number_input(key="n").value == 32768 and at.number_input(key="layers").value == 32
+    assert any("N raised to 32,768" in c.value for c in at.caption)
+    # What the link sets itself is kept.
+    at = open_page(stack="mistral-7b-v0.1", n="1024", layers="4")
+    assert at.number_input(key="n").value == 1024 and at.number_input(key="layers").value == 4
+
+
+def test_a_window_past_n_is_named_as_on_the_explorer():
+    at = open_page(n="64", pattern="sliding_window", window="100", token="63")
+    assert not at.exception and not at.error
+    assert [i.value for i in at.info if "no effect" in i.value] == [
+        "Window 100 ≥ N = 64: every query already sees its whole allowed range; the window has no effect."]
+    assert metric(at, "Whole context").value == "layer 1"

@@ -207,3 +207,12 @@ def test_size_text():
     assert kv.size_text(4112 * 2**30) == "4,112 GiB"  # thousands separated, as every other number
     assert kv.size_text(1536 * 2**30) == "1,536 GiB"
     assert kv.size_text(12) == "12 B"
+
+
+@pytest.mark.parametrize("share, expected", [
+    (0, "0%"), (1, "100%"), (0.875, "88%"), (0.5, "50%"),
+    (1 - 1 / 256, "99.6%"), (0.9996, "99.96%"), (0.003, "0.3%"), (0.004, "0.4%"), (1e-5, "0.001%"),
+    (1 - 1e-9, "> 99.999%"), (1e-9, "< 0.001%"), (-0.002, "-0.2%"),
+])
+def test_percent_text_never_rounds_a_part_to_none_or_all(share, expected):
+    assert kv.percent_text(share) == expected

@@ -20,18 +20,26 @@ def test_defaults_build_a_rule(pattern):
         (M.chunked(80), "one chunk"),
         (M.prefix_lm(0), "plain causal"),
         (M.sinks(0, 4), "plain sliding window"),
+        (M.sinks(100, 8), "plain causal"),
+        (M.sinks(56, 8), "plain causal"),  # 56 + 8 = 64: the last query's window starts at the first non-sink
+        (M.prefix_lm(64), "full bidirectional"),
+        (M.prefix_lm(1000), "full bidirectional"),
     ],
 )
 def test_degenerate_settings_are_named(rule, expected):
     notes = rule_notes(rule, 64)
     assert len(notes) == 1 and expected in notes[0]
     # and the remark is true: the rule equals its plain counterpart at this length
-    plain = {"no effect": M.causal(), "one chunk": M.causal(), "plain causal": M.causal(), "plain sliding window": M.sliding_window(4)}
+    plain = {"no effect": M.causal(), "one chunk": M.causal(), "plain causal": M.causal(), "plain sliding window": M.sliding_window(4),
+             "full bidirectional": M.full()}
     assert (rule.dense(64) == plain[expected].dense(64)).all()
 
 
 def test_ordinary_settings_have_no_remark():
     assert rule_notes(M.sliding_window(63), 64) == [] and rule_notes(M.local_global(8, [0]), 64) == []
+    # One short of the degenerate case, and the mask really differs from the plain one.
+    assert rule_notes(M.sinks(55, 8), 64) == [] and not (M.sinks(55, 8).dense(64) == M.causal().dense(64)).all()
+    assert rule_notes(M.prefix_lm(63), 64) == [] and not (M.prefix_lm(63).dense(64) == M.full().dense(64)).all()
 
 
 @pytest.mark.parametrize("name", list(STACK_PRESETS))

@@ -95,6 +95,32 @@ def test_chunked_never_leaves_its_chunk():
     assert not got.sets[:, :640].any() and not got.sets[:, 704:].any()
 
 
+@pytest.mark.parametrize("n", [13, 60])
+def test_whole_context_is_0_to_token_only_under_a_causal_mask(n):
+    # Reference: a mask is causal when its dense matrix has nothing above the diagonal; then a
+    # token's context is 0..token, else all n positions. The first layer at which the BFS reach
+    # covers that context is the whole-context layer, and no share can pass 100%.
+    for rule in rules_for(n):
+        causal = not np.triu(rule.dense(n).numpy(), 1).any()
+        for token in {0, n // 3, n - 1}:
+            got = reach_of_token(rule, n, token, 6)
+            context = token + 1 if causal else n
+            assert got.context == context, (rule.label, token)
+            ref = bfs_reach(rule, n, token, 6)
+            first = next((l + 1 for l in range(6) if len(ref[l]) == context), None)
+            assert got.full_context_layer == first, (rule.label, token)
+            assert max(got.counts) <= got.context
+
+
+def test_bidirectional_reach_counts_later_tokens():
+    # Full attention from token 10 of 64: every position at layer 1, 100% of a 64-token context.
+    got = reach_of_token(M.full(), 64, 10, 2)
+    assert got.counts == [64, 64] and got.context == 64 and got.full_context_layer == 1
+    # A band of |q − k| <= 3 grows 3 a side per layer: [10 − 3l, 10 + 3l], all of 0..63 at l = 18.
+    got = reach_of_token(M.band(6), 64, 10, 20)
+    assert got.counts[:4] == [7, 13, 19, 23] and got.full_context_layer == 18  # [1, 19], then [0, 22]
+
+
 def test_local_global_reaches_everything_by_layer_2():
     n = 500
     got = reach_of_token(M.local_global(4, [10]), n, 400, 3)  # Longformer: bidirectional
@@ -140,7 +166,9 @@ def test_cli_reach_json():
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["reach"] == [sliding_window_reach(63, l, 4) for l in range(1, 6)]
-    assert out["full_context_layer"] is None
+    assert out["full_context_layer"] is None and out["context"] == 64
+    r = run_cli("--pattern", "full", "--n", "64", "--layers", "2", "--token", "10", "--json")
+    assert json.loads(r.stdout)["context"] == 64 and json.loads(r.stdout)["full_context_layer"] == 1
     r = run_cli("--stack", "chunked chunk=16 | causal", "--n", "64", "--layers", "3", "--json")
     assert json.loads(r.stdout)["reach"] == [16, 64, 64]
 
