@@ -41,7 +41,7 @@ with st.container(border=True):
     analytic = [reach.sliding_window_reach(TOKEN, layer, int(w)) for layer in range(1, int(layers) + 1)]
     left, right = st.columns(2)
     with left:
-        ui.plot(figures.grid_figure(rule, N, title=f"Sliding window W = {w}: query row i may use key column j"),
+        ui.plot(figures.grid_figure(rule, N, title=f"Sliding window W = {w}: query q may use key k"),
                 key="home_mask", filename=f"sliding_window_{w}")
     with right:
         ui.plot(figures.reach_growth_figure(result.counts, TOKEN, analytic, result.full_context_layer),

@@ -333,6 +333,11 @@ def presenter_style(fig: go.Figure) -> go.Figure:
         title.pad.t = max(title.pad.t or 0, 24)
     for ann in fig.layout.annotations:
         ann.font.size = max(16, int((ann.font.size or 12) * 1.5))
+    # A legend under the plot sits a share of the plot's height below it; the larger tick labels and
+    # axis title take more than that share, so move it down with them (the legend widens the margin).
+    legend = fig.layout.legend
+    if legend.orientation == "h" and legend.y is not None and legend.y < 0:
+        legend.y = legend.y * 1.6
     # One presenter colour per original colour, so a curve's dots keep matching its line.
     mapping: dict[str, str] = {}
 
