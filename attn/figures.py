@@ -34,6 +34,15 @@ DIFF_SCALE = [
 ]
 
 
+def three_bands(low: str, mid: str, high: str) -> list:
+    """A colour scale of three flat bands over [-1, 1]: a pair-exact difference is only −1, 0 or +1,
+    so its colour bar shows three swatches, not a gradient no cell has."""
+    return [[0.0, low], [1 / 3, low], [1 / 3, mid], [2 / 3, mid], [2 / 3, high], [1.0, high]]
+
+
+DIFF_EXACT = three_bands(DIFF_SCALE[0][1], DIFF_SCALE[2][1], DIFF_SCALE[-1][1])
+
+
 def token_labels(text: str, n: int) -> list[str]:
     """Label n positions with the words of a sample text, cycling when it is short."""
     words = text.split() or ["tok"]
@@ -70,6 +79,9 @@ def _square_layout(fig: go.Figure, title: str, n: int, height: int = 640) -> go.
         constraintoward="top",  # a square narrower than tall sits under its title, not mid-figure
         showgrid=False,
     )
+    # The square hangs from the top of its area (constraintoward="top"): a colour bar hangs there too,
+    # so that in a half-width column it stays beside the square instead of running on below it.
+    fig.update_traces(colorbar=dict(y=1, yanchor="top", len=0.6), selector=dict(type="heatmap"))
     return fig
 
 
@@ -126,7 +138,7 @@ def overview_figure(ov: TileOverview, title: str | None = None) -> go.Figure:
             zmin=0,
             zmax=1,
             hovertemplate=hover,
-            colorbar=dict(title=dict(text="allowed<br>share of<br>tile", side="top"), tickformat=".0%", len=0.8),
+            colorbar=dict(title=dict(text="allowed<br>share of<br>tile", side="top"), tickformat=".0%"),
         )
     )
     # Three short lines rather than two long ones: a half-width (compare) figure clips, it does not wrap.
@@ -158,7 +170,7 @@ def difference_figure(a: MaskRule, b: MaskRule, n: int, tiles: int = OVERVIEW_TI
             x=centres.astype(np.float32),
             y=centres.astype(np.float32),
             z=z,
-            colorscale=DIFF_SCALE,
+            colorscale=DIFF_EXACT if size == 1 else DIFF_SCALE,  # tiles hold shares: a gradient
             zmin=-1,
             zmax=1,
             xgap=1 if n <= 64 else 0,
@@ -168,7 +180,6 @@ def difference_figure(a: MaskRule, b: MaskRule, n: int, tiles: int = OVERVIEW_TI
                 title=dict(text="only A (+)<br>only B (−)", side="top"),
                 tickvals=[-1, 0, 1],
                 ticktext=["only B", "same", "only A"],
-                len=0.8,
             ),
         )
     )
@@ -311,6 +322,7 @@ PRESENTER_BINARY = [[0, "#ffffff"], [1, "#000000"]]
 PRESENTER_FRACTION = [[0.0, "#ffffff"], [1e-9, "#E69F00"], [0.5, "#B35900"], [1.0, "#000000"]]
 PRESENTER_DIFF = [[0.0, "#0072B2"], [0.5 - 1e-9, "#8CC4E6"], [0.5, "#ffffff"], [0.5 + 1e-9, "#F2B27F"],
                   [1.0, "#D55E00"]]
+PRESENTER_DIFF_EXACT = three_bands("#0072B2", "#ffffff", "#D55E00")
 
 
 def presenter_style(fig: go.Figure) -> go.Figure:
@@ -350,7 +362,8 @@ def presenter_style(fig: go.Figure) -> go.Figure:
         if trace.type == "heatmap":
             scale = trace.colorscale or ()
             if trace.zmin is not None and trace.zmin < 0:
-                trace.colorscale = PRESENTER_DIFF
+                banded = len(scale) == len(DIFF_EXACT)  # an exact difference keeps its three swatches
+                trace.colorscale = PRESENTER_DIFF_EXACT if banded else PRESENTER_DIFF
             elif len(scale) == 2:
                 trace.colorscale = PRESENTER_BINARY
             else:

@@ -49,6 +49,14 @@ def test_difference_figure_counts():
     z = z_of(fig)
     assert np.array_equal(z, (da & ~db).astype(np.float32) - (db & ~da).astype(np.float32))
     assert f"{(da & ~db).sum():,} pairs only in A" in fig.layout.title.text
+    # Pair-exact cells are −1, 0 or +1: three flat swatches, each the colour its cells get.
+    scale = [(float(at), c) for at, c in fig.data[0].colorscale]
+    assert [c for at, c in scale] == [figures.DIFF_SCALE[0][1]] * 2 + ["#ffffff"] * 2 + [figures.DIFF_SCALE[-1][1]] * 2
+    assert [at for at, c in scale] == pytest.approx([0, 1 / 3, 1 / 3, 2 / 3, 2 / 3, 1])
+    presented = figures.presenter_style(fig).data[0].colorscale
+    assert [c for _, c in presented] == ["#0072B2"] * 2 + ["#ffffff"] * 2 + ["#D55E00"] * 2
+    # Tiles of a long sequence hold shares between −1 and 1: there the scale stays a gradient.
+    assert len(figures.difference_figure(a, b, 4096).data[0].colorscale) == len(figures.DIFF_SCALE)
 
 
 def test_difference_of_progression_rule_large_n_is_refused():
