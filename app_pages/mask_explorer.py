@@ -10,7 +10,6 @@ import ui
 from attn import figures, limits, masks, render
 from attn.presets import PATTERN_INFO, rule_notes
 
-SAMPLE = "The quick brown fox jumps over the lazy dog while the cat sleeps in the warm sun"
 EXPORT_MAX_N = limits.EXPORT_MAX_N
 
 
@@ -18,7 +17,7 @@ EXPORT_MAX_N = limits.EXPORT_MAX_N
 def mask_fig(pattern, n, params, labels, tiles):
     rule = masks.build(pattern, n, **dict(params))
     if n <= figures.GRID_MAX_N:
-        return figures.grid_figure(rule, n, figures.token_labels(SAMPLE, n) if labels else None)
+        return figures.grid_figure(rule, n, figures.token_labels(figures.SAMPLE_TEXT, n) if labels else None)
     return figures.overview_figure(render.tile_overview(rule, n, tiles))
 
 

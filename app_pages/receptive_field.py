@@ -9,7 +9,6 @@ from attn.presets import STACK_PRESETS, build_stack, reach_explanations, rule_no
 from attn.state import parse_bounded_int
 from attn.text import count, spans_text
 
-SAMPLE = "The quick brown fox jumps over the lazy dog while the cat sleeps in the warm sun"
 SOURCES = ["pattern", *STACK_PRESETS, "custom"]
 TITLES = {"pattern": "One pattern in every layer", "custom": "Custom stack (rules cycled over layers)"} | {
     k: p.title for k, p in STACK_PRESETS.items()
@@ -169,7 +168,7 @@ with right:
     for line in reach_explanations(rules):
         st.markdown(f"- {line}")
 
-labels = figures.token_labels(SAMPLE, n) if n <= 64 else None
+labels = figures.token_labels(figures.SAMPLE_TEXT, n) if n <= 64 else None
 ui.plot(figures.reach_map_figure(result.sets, token, labels), key="fig_map", filename="reach_map")
 spans = reach.intervals_of(result.sets[layer - 1])
 st.markdown(f"**After layer {layer}** token {token:,} can draw on positions {spans_text(spans)} ({count(len(spans), 'interval')}).")

@@ -43,9 +43,19 @@ def three_bands(low: str, mid: str, high: str) -> list:
 DIFF_EXACT = three_bands(DIFF_SCALE[0][1], DIFF_SCALE[2][1], DIFF_SCALE[-1][1])
 
 
+# Token labels for small grids: 69 words, so that up to N = 64 no label comes round again.
+SAMPLE_TEXT = (
+    "Attention lets each word look back at the words before it. A mask decides which of those words it may use: "
+    "a sliding window keeps only the nearest few, a global token sees the whole text, and a chunk stays inside its "
+    "own block. Stacked layers pass on what they gathered, so even a short window reaches far back once enough "
+    "layers are stacked on top of each other."
+)
+
+
 def token_labels(text: str, n: int) -> list[str]:
-    """Label n positions with the words of a sample text, cycling when it is short."""
-    words = text.split() or ["tok"]
+    """Label n positions with the words of a sample text (punctuation at their ends dropped),
+    cycling when it is short."""
+    words = [w.strip(".,:;!?") or w for w in text.split()] or ["tok"]
     return [words[i % len(words)] for i in range(n)]
 
 
@@ -113,7 +123,8 @@ def grid_figure(rule: MaskRule, n: int, labels: list[str] | None = None, title: 
         step = max(1, n // 32)
         ticks = list(range(0, n, step))
         for axis in (fig.layout.xaxis, fig.layout.yaxis):
-            axis.update(tickmode="array", tickvals=ticks, ticktext=[f"{labels[i]}" for i in ticks], tickfont=dict(size=9))
+            # Position and word: a word may come twice ("the"), a position never.
+            axis.update(tickmode="array", tickvals=ticks, ticktext=[f"{i} {labels[i]}" for i in ticks], tickfont=dict(size=9))
         fig.update_xaxes(tickangle=-60)
     return fig
 

@@ -24,8 +24,13 @@ def test_grid_has_one_cell_per_pair_and_hover_words():
 def test_token_labels():
     labels = figures.token_labels("a b c", 5)
     assert labels == ["a", "b", "c", "a", "b"]
+    assert figures.token_labels("Stop. Go, now: ?", 4) == ["Stop", "Go", "now", "?"]
     fig = figures.grid_figure(M.causal(), 5, labels)
     assert "'b'" in fig.data[0].customdata[1][1]
+    # Ticks carry the position too, so a word that comes round again is still one row.
+    assert list(fig.layout.yaxis.ticktext) == ["0 a", "1 b", "2 c", "3 a", "4 b"]
+    # The pages' sample does not come round within the largest labelled grid (N = 64).
+    assert len(figures.SAMPLE_TEXT.split()) >= 64
 
 
 @pytest.mark.parametrize(
