@@ -293,8 +293,10 @@ elif view == "Window sweep":
         full_ppl = next((p.perplexity for p in series["sliding window"] if p.window is None), None)
         ui.plot(model_figures.sweep_figure({k: [(p.window, p.perplexity) for p in v] for k, v in series.items()},
                                            full_ppl, n), key="fig_sweep", filename="perplexity_vs_window")
+        # A number column stays numbers (it sorts); a reused row has no forward of its own to time.
         st.dataframe([{"mask": p.label, "perplexity": round(p.perplexity, 3), "mean loss": round(p.mean_loss, 4),
-                       "forward (s)": "reused from an earlier run" if p.reused else f"{p.seconds:.2f}"}
+                       "forward (s)": None if p.reused else round(p.seconds, 2),
+                       "losses": "reused from an earlier run" if p.reused else "computed now"}
                       for v in series.values() for p in v], hide_index=True)
 
 elif view == "Retrieval":

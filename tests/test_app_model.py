@@ -95,3 +95,6 @@ def test_window_sweep_runs_on_request(story_ids):
     full = table[table["mask"] == "full causal"]["perplexity"].iloc[0]
     assert full == pytest.approx(reference_perplexity(story_ids, None), rel=1e-3)
     assert len(table) == 3  # window 8, full, and window 8 with 4 sinks
+    # Seconds stay a number column; a row whose losses came from the cache has none of its own.
+    assert table["forward (s)"].dtype.kind == "f"
+    assert (table["forward (s)"].isna() == (table["losses"] == "reused from an earlier run")).all()
