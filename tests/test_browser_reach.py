@@ -157,7 +157,7 @@ def test_sliding_window_reach_follows_the_slider(server, page):
     info = wait_reach_y(page, expected_y)
     assert "reach" in info["name"].lower(), info
     # 8·3+1 = 25 < 64: the whole past of token 63 is never reached within 8 layers.
-    assert metric_value(page, "Whole context reached at") == "never"
+    assert metric_value(page, "Whole context reached at") == "not within 8"
 
     # Move the slider as a user would: focus its thumb and press the arrow key three times.
     # (Streamlit 1.67's slider thumb is an <input type=range>: its slider role is implicit, so
@@ -202,6 +202,25 @@ def test_gemma2_stack_reaches_whole_context_at_layer_two(server, page):
     assert len(info["y"]) == 42
     assert_clean(page)
     screenshot_tall(page, "reach_gemma2.png")
+
+
+def test_bidirectional_link_and_model_stack_link(server, page):
+    # Full attention from token 10 of 64: all 64 positions at layer 1, 100% of an all-N context.
+    page.goto(server + "/receptive-field?pattern=full&n=64&token=10&layer=1&layers=4")
+    wait_metric(page, "Reach after layer 1", "64 tokens")
+    wait_idle(page)
+    assert metric_value(page, "Share of its context") == "100%"
+    assert metric_value(page, "Whole context reached at") == "layer 1"
+    assert wait_reach_y(page, [64] * 4)["y"] == [64] * 4
+    assert_clean(page)
+    # A link naming Mistral 7B opens at its 32 layers and an N its 4,096-token windows need.
+    page.goto(server + "/receptive-field?stack=mistral-7b-v0.1")
+    wait_metric(page, "Whole context reached at", "layer 9")  # 9·4095 + 1 >= 32,768 > 8·4095 + 1
+    wait_idle(page)
+    assert page.get_by_label("Sequence length N", exact=True).input_value() == "32768"
+    assert page.get_by_label(LAYERS_INPUT, exact=True).input_value() == "32"
+    assert metric_value(page, "Reach after layer 2") == f"{2 * 4095 + 1:,} tokens"
+    assert_clean(page)
 
 
 def test_bad_url_params_and_zero_layers(server, page):
