@@ -19,6 +19,25 @@ ON_GPU = torch.cuda.is_available()
 N_CHOICES = [n for n in (256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072)
              if ON_GPU or n <= limits.BENCH_CPU_MAX_N]
 DTYPES = ["bfloat16", "float16", "float32"] if ON_GPU else ["float32"]
+# The table's columns: (heading with its unit, what the number is). The downloads keep the row field names.
+TABLE_COLUMNS = {
+    "backend": ("backend", "naive: the textbook code · sdpa_mask: SDPA with a dense bool mask · sdpa_causal: SDPA "
+                "is_causal, the full-attention reference · flex: FlexAttention with a BlockMask"),
+    "n": ("N", "sequence length"),
+    "status": ("status", "ok, skipped (the memory estimate is over budget), oom or error; see reason"),
+    "time_ms": ("median (ms)", "median kernel time over the repeats, after warm-up"),
+    "time_ms_min": ("min (ms)", "the fastest of the repeats"),
+    "compile_ms": ("compile (ms)", "flex only: the first call's extra cost over a steady call; empty for the dense "
+                   "backends, which compile nothing"),
+    "block_mask_ms": ("BlockMask (ms)", "flex only: building the BlockMask from the rule; empty for the dense backends"),
+    "peak_bytes": ("peak (bytes)", "the prepared mask held plus the peak allocated during one call"),
+    "useful_tflops_s": ("useful TFLOP/s", "4·B·H·d × allowed pairs ÷ median time"),
+    "executed_tflops_s": ("executed TFLOP/s", "4·B·H·d × pairs the kernel computes ÷ median time (dense: all N², "
+                          "is_causal: N(N+1)/2, flex: non-empty blocks × block area)"),
+    "pct_of_peak": ("% of peak", "executed TFLOP/s as a share of the device's peak (the table in attn/bench.py)"),
+    "max_abs_err": ("max |err| vs naive", "largest absolute difference from the naive float32 output"),
+    "reason": ("reason", "why a size was skipped or failed"),
+}
 URL_KEYS = {
     "ns": lambda t: tuple(dict.fromkeys(parse_choice(N_CHOICES, "N")(x) for x in t.split(",") if x)),  # repeats once
     "heads": lambda t: parse_bounded_int(t, "Heads", 1, limits.BENCH_MAX_HEADS),
@@ -53,9 +72,9 @@ def show_results(rows, where: str, key: str):
                 st.markdown(f"At N = {n:,}, `flex` takes **{flex_vs:.2f}×** the time of `sdpa_mask` "
                             "(same mask, dense vs block-sparse).")
     table = pd.DataFrame(rows)
-    cols = [c for c in ("backend", "n", "status", "time_ms", "time_ms_min", "compile_ms", "block_mask_ms", "peak_bytes",
-                        "useful_tflops_s", "executed_tflops_s", "pct_of_peak", "max_abs_err", "reason") if c in table]
-    st.dataframe(table[cols], hide_index=True, width="stretch")
+    cols = [c for c in TABLE_COLUMNS if c in table]
+    st.dataframe(table[cols], hide_index=True, width="stretch",
+                 column_config={c: st.column_config.Column(TABLE_COLUMNS[c][0], help=TABLE_COLUMNS[c][1]) for c in cols})
     d = st.columns(2)
     d[0].download_button("Rows as CSV", table.to_csv(index=False).encode(), f"bench_{key}.csv", "text/csv",
                          key=f"{key}_csv", on_click="ignore")

@@ -1,5 +1,6 @@
 """Benchmark page through AppTest: a small live CPU run, checked rows, bad input."""
 
+import json
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
@@ -32,6 +33,12 @@ def test_small_live_run_checks_every_backend():
     titles = [c.key for c in at.get("plotly_chart")]
     assert {"live_time", "live_mem", "live_tflops"} <= set(titles)
     assert all(row["why"] == "every size ran" for row in bf.largest_n(rows))
+    # The live table heads each number with its unit and says why a dense backend has no compile time.
+    live = next(d for d in at.dataframe if len(d.value) == len(rows))
+    config = json.loads(live.proto.columns)
+    assert config["time_ms"]["label"] == "median (ms)" and config["peak_bytes"]["label"] == "peak (bytes)"
+    assert "empty for the dense backends" in config["compile_ms"]["help"]
+    assert live.value["compile_ms"].isna().tolist() == [r["backend"] != "flex" for r in rows]
 
 
 def test_bad_settings_are_messages():
