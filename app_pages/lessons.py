@@ -142,7 +142,8 @@ with right:
         if run_key not in results:
             ask = st.empty()  # the offer to run goes once there is a result
             with ask.container():
-                st.info("This step runs a real language model on the CPU: about a minute. The figure appears here.",
+                st.info("This step runs a real language model on the CPU: from a few seconds to a minute, longer the first "
+                        "time (the model loads). The figure appears here.",
                         icon=":material/hourglass_top:")
                 pressed = st.button(step.run_label, key="run_step", type="primary")
             if pressed:
