@@ -27,9 +27,9 @@ TABLE_COLUMNS = {
     "status": ("status", "ok, skipped (the memory estimate is over budget), oom or error; see reason"),
     "time_ms": ("median (ms)", "median kernel time over the repeats, after warm-up"),
     "time_ms_min": ("min (ms)", "the fastest of the repeats"),
-    "compile_ms": ("compile (ms)", "flex only: the first call's extra cost over a steady call; empty for the dense "
+    "compile_ms": ("compile (ms)", "flex only: the first call's extra cost over a steady call; None for the dense "
                    "backends, which compile nothing"),
-    "block_mask_ms": ("BlockMask (ms)", "flex only: building the BlockMask from the rule; empty for the dense backends"),
+    "block_mask_ms": ("BlockMask (ms)", "flex only: building the BlockMask from the rule; None for the dense backends"),
     "peak_bytes": ("peak (bytes)", "the prepared mask held plus the peak allocated during one call"),
     "useful_tflops_s": ("useful TFLOP/s", "4·B·H·d × allowed pairs ÷ median time"),
     "executed_tflops_s": ("executed TFLOP/s", "4·B·H·d × pairs the kernel computes ÷ median time (dense: all N², "

@@ -1,6 +1,7 @@
 """Model Attention: a real language model (SmolLM2-135M) reading a document under a mask."""
 
 import gc
+import time
 
 import numpy as np
 import streamlit as st
@@ -11,7 +12,7 @@ from attn.jobs import Cancelled
 from attn.presets import STACK_PRESETS, build_stack
 from attn.render import dense_numpy, first_cut_row
 from attn.state import parse_bounded_int, parse_choice
-from attn.text import markdown_literal, shorten
+from attn.text import count, markdown_literal, shorten
 
 LIM = model.limits()
 DOCS = {d.name: d for d in model.sample_docs()}
@@ -55,11 +56,13 @@ def in_line(fn, *args, **kwargs):
         raise ValueError(str(e)) from None
 
 
-def failed(error: Exception, icon: str = ":material/warning:"):
+def failed(error: Exception):
     """A refused input or an abandoned request: say why, offer the way back into the line, stop.
-    One container for both, so that the next run's place in line replaces them together."""
+    One container for both, so that the next run's place in line replaces them together.
+    The hourglass is for a user who left the line; a refused input is an error."""
+    left = ui.left_line()
     with st.container():
-        ui.notice(error, "info" if ui.left_line() else "error", icon)
+        ui.notice(error, "info" if left else "error", ":material/hourglass_top:" if left else ":material/warning:")
         ui.rejoin_button()
     st.stop()
 
@@ -122,12 +125,18 @@ def encoder(text, pattern, params):
 
 def progress_bar(label):
     bar = st.empty()  # drawn once the work starts: nothing while the request waits in line or after it left
+    started = []
 
     def update(done, total, what):
         if done >= total:  # finished: the results below say the rest
             bar.empty()
-        else:
-            bar.progress(done / max(total, 1), text=f"{label}: {what} ({done}/{total})")
+            return
+        started.append(time.perf_counter()) if not started else None
+        left = ""
+        if done:  # the steps so far, timed: a long sweep on a CPU says how long it has to go
+            seconds = (time.perf_counter() - started[0]) / done * (total - done)
+            left = f" · about {seconds:,.0f} s left" if seconds >= 1 else ""
+        bar.progress(done / max(total, 1), text=f"{label}: {what} ({done}/{total}){left}")
 
     return update
 
@@ -200,8 +209,13 @@ view = st.session_state["view"] or SECTIONS[0]
 if view != SECTIONS[-1]:  # the encoder view has its own model, tokenizer and pattern, stated there
     if enc.notice:
         st.caption(f":material/content_cut: {enc.notice}")
-    st.markdown(f"**{n:,} tokens** under **{markdown_literal(label)}** · model on **{info.device}**")
+    st.markdown(f"**{count(n, 'token')}** under **{markdown_literal(label)}** · model on **{info.device}**")
 view = st.segmented_control("Show", SECTIONS, key="view", label_visibility="collapsed") or SECTIONS[0]
+if n < 2 and view != SECTIONS[-1]:
+    # Every decoder view reads one token to predict the next; the encoder view counts its own tokens.
+    st.info("This text is a single token: the decoder's views need at least 2 (one to read, one to predict). "
+            "Type a longer text, or pick the encoder view.", icon=":material/edit:")
+    st.stop()
 
 if view == "Attention maps":
     if n > LIM.map_tokens:
@@ -230,15 +244,16 @@ if view == "Attention maps":
         masked, thumbs = layer_maps(map_ids, key, layer)
         full, _ = layer_maps(map_ids, None, layer)
     except ValueError as e:
-        failed(e, ":material/hourglass_top:")
+        failed(e)
+    top = model_figures.shared_zmax(lo, hi, masked[head], full[head])  # one scale: shades compare across the two
     left, right = st.columns(2)
     with left:
         ui.plot(model_figures.attention_map_figure(masked[head], enc.pieces, f"Layer {layer}, head {head} (KV head "
-                f"{group}) under\n{shorten(label, 60)}", lo, hi, allowed),
+                f"{group}) under\n{shorten(label, 60)}", lo, hi, allowed, top),
                 key="fig_masked", filename=f"attention_L{layer}_H{head}_masked")
     with right:
         ui.plot(model_figures.attention_map_figure(full[head], enc.pieces, "Same head,\nfull causal attention",
-                                                   lo, hi), key="fig_full", filename=f"attention_L{layer}_H{head}_full")
+                                                   lo, hi, zmax=top), key="fig_full", filename=f"attention_L{layer}_H{head}_full")
     if allowed is not None:
         outside = float(full[head][~allowed].sum() / full[head].sum())
         st.markdown(f"With full attention this head puts **{outside:.1%}** of its weight (over all {m:,} tokens of the "
@@ -255,7 +270,7 @@ elif view == "Loss per token":
     try:
         lm, lf = losses(ids, key), losses(ids, None)
     except ValueError as e:
-        failed(e, ":material/hourglass_top:")
+        failed(e)
     c = st.columns(3)
     c[0].metric("Perplexity under the mask", f"{np.exp(lm.mean()):.2f}", help=f"mean loss {lm.mean():.3f} nats")
     c[1].metric("Perplexity, full attention", f"{np.exp(lf.mean()):.2f}", help=f"mean loss {lf.mean():.3f} nats")
@@ -279,6 +294,12 @@ elif view == "Window sweep":
     ui.set_default("_windows", [16, 32, 64, 128, 256, model.FULL])
     windows = st.multiselect("Windows", SWEEP_WINDOWS, key="_windows", format_func=str)
     with_sinks = st.checkbox("Also with 4 sink tokens", value=True, key="_with_sinks")
+    forwards = len(windows) + (sum(w != model.FULL for w in windows) if with_sinks else 0)
+    # Measured on the 2-core CPU (assets/bench/model_cpu.json: 4.9 s at 1,024 tokens; 11–20 s at 2,048 in a browser run).
+    pace = (" On a 2-core CPU a forward of 1,024 tokens takes about 5 s, of 2,048 tokens 10–20 s."
+            if info.device == "cpu" else "")
+    st.caption(f"Runs {count(forwards, 'forward')} of the model over {count(n, 'token')} (one per mask; a mask "
+               f"already run on this text is reused).{pace} Once it starts, the bar says how long is left.")
     if st.button("Run the sweep", type="primary", disabled=not windows):
         ui.join_line()  # pressing Run joins the line again
         st.session_state["_sweep_req"] = (ids, tuple(windows), with_sinks)
@@ -289,7 +310,7 @@ elif view == "Window sweep":
                 series["4 sinks + window"] = sweep(ids, tuple(w for w in windows if w != model.FULL), 4,
                                                    progress_bar("Sinks + window")) if any(w != model.FULL for w in windows) else ()
         except ValueError as e:
-            failed(e, ":material/hourglass_top:")
+            failed(e)
         full_ppl = next((p.perplexity for p in series["sliding window"] if p.window is None), None)
         ui.plot(model_figures.sweep_figure({k: [(p.window, p.perplexity) for p in v] for k, v in series.items()},
                                            full_ppl, n), key="fig_sweep", filename="perplexity_vs_window")
@@ -316,7 +337,7 @@ elif view == "Retrieval":
         try:
             results = retrieval(*req, progress_bar("Probing"))
         except ValueError as e:
-            failed(e, ":material/hourglass_top:")
+            failed(e)
         ui.plot(model_figures.retrieval_figure(results), key="fig_probe", filename="retrieval")
         st.dataframe([{"mask": r.label, "D": r.distance_tokens, "fact": t.key, "expected": t.expected,
                        "answer": t.answer, "correct": t.correct, "gap (tokens)": t.gap_tokens}
@@ -396,14 +417,15 @@ else:  # encoder
     m = len(result.pieces)
     hi = min(m, 64)
     e_rule = masks.build(e_pattern, m, **dict(e_params))
+    top = model_figures.shared_zmax(0, hi, result.weights[e_layer, e_head], full_result.weights[e_layer, e_head])
     left, right = st.columns(2)
     with left:
         ui.plot(model_figures.attention_map_figure(result.weights[e_layer, e_head], result.pieces,
-                f"Encoder layer {e_layer}, head {e_head} under\n{shorten(e_rule.label, 60)}", 0, hi, dense_numpy(e_rule, m).astype(bool)),
-                key="fig_enc", filename="encoder_masked")
+                f"Encoder layer {e_layer}, head {e_head} under\n{shorten(e_rule.label, 60)}", 0, hi,
+                dense_numpy(e_rule, m).astype(bool), top), key="fig_enc", filename="encoder_masked")
     with right:
         ui.plot(model_figures.attention_map_figure(full_result.weights[e_layer, e_head], full_result.pieces,
-                "Same head,\nfull bidirectional attention", 0, hi), key="fig_enc_full", filename="encoder_full")
+                "Same head,\nfull bidirectional attention", 0, hi, zmax=top), key="fig_enc_full", filename="encoder_full")
 
 state = {k: st.session_state[k] for k in st.session_state if not k.startswith("_")}
 state["n"] = n

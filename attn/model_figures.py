@@ -62,10 +62,11 @@ def head_grid_figure(thumbs: np.ndarray, kv_groups, title: str) -> go.Figure:
 
 
 def attention_map_figure(weights: np.ndarray, pieces, title: str, lo: int = 0, hi: int | None = None,
-                         allowed: np.ndarray | None = None) -> go.Figure:
+                         allowed: np.ndarray | None = None, zmax: float | None = None) -> go.Figure:
     """One head's (N, N) attention weights for queries and keys lo..hi-1, token labels when few.
     A newline in the title starts a second line.
-    allowed (N, N) bool: cells the mask forbids are outlined (masked weights are exactly 0)."""
+    allowed (N, N) bool: cells the mask forbids are outlined (masked weights are exactly 0).
+    zmax: the top of the colour scale (maps drawn side by side share one); else this map's largest weight."""
     n = weights.shape[-1]
     hi = n if hi is None else hi
     w = weights[lo:hi, lo:hi]
@@ -74,7 +75,8 @@ def attention_map_figure(weights: np.ndarray, pieces, title: str, lo: int = 0, h
     show_labels = hi - lo <= 48
     hover = [[f"query {labels[r]} → key {labels[c]}: %{{z:.4f}}" for c in range(hi - lo)] for r in range(hi - lo)] \
         if hi - lo <= 128 else None
-    fig = go.Figure(go.Heatmap(z=w, x=idx, y=idx, colorscale=WEIGHT_SCALE, zmin=0, zmax=max(float(w.max()), 1e-9),
+    top = max(float(w.max()) if zmax is None else float(zmax), 1e-9)
+    fig = go.Figure(go.Heatmap(z=w, x=idx, y=idx, colorscale=WEIGHT_SCALE, zmin=0, zmax=top,
                                colorbar=dict(title="weight"),
                                hovertemplate="query %{y} → key %{x}: %{z:.4f}<extra></extra>" if hover is None else None,
                                text=hover, hoverinfo="text" if hover is not None else None))
@@ -94,6 +96,11 @@ def attention_map_figure(weights: np.ndarray, pieces, title: str, lo: int = 0, h
                       margin=dict(l=60, r=10, t=50 + 20 * (len(lines) - 1), b=40),
                       plot_bgcolor="#ffffff")
     return fig
+
+
+def shared_zmax(lo: int, hi: int, *maps: np.ndarray) -> float:
+    """One colour-scale top for maps drawn side by side: the largest weight any shows in lo..hi-1."""
+    return max(float(m[lo:hi, lo:hi].max()) for m in maps)
 
 
 def colored_tokens_html(pieces, values, vmax: float, signed: bool = False, first: int = 1) -> str:
@@ -148,11 +155,16 @@ def retrieval_figure(results) -> go.Figure:
     for r in results:
         z[windows.index(r.window), dists.index(r.distance_tokens)] = 100 * r.accuracy
     ylab = ["full" if w is None else f"W = {w}" for w in windows]
-    fig = go.Figure(go.Heatmap(z=z, x=[str(d) for d in dists], y=ylab, zmin=0, zmax=100,
+    # What a window must span is the gap from the code to the position that predicts the answer:
+    # D filler tokens plus the rest of the fact and the question, so each column names that gap too.
+    gaps = {d: sorted({t.gap_tokens for r in results if r.distance_tokens == d for t in r.trials}) for d in dists}
+    xlab = [f"D = {d}<br>gap {g[0]}" + (f"–{g[-1]}" if g[-1] != g[0] else "") for d, g in gaps.items()]
+    fig = go.Figure(go.Heatmap(z=z, x=xlab, y=ylab, zmin=0, zmax=100,
                                colorscale=[[0, "#fff5eb"], [1, "#08519c"]], colorbar=dict(title="% correct"),
                                text=[[f"{v:.0f}%" for v in row] for row in z], texttemplate="%{text}",
-                               hovertemplate="%{y}, fact %{x} tokens back: %{z:.0f}% correct<extra></extra>"))
-    fig.update_xaxes(title="filler tokens between the fact and the question", type="category")
+                               hovertemplate="%{y}, %{x}: %{z:.0f}% correct<extra></extra>"))
+    fig.update_xaxes(title="filler tokens D between the fact and the question; gap = tokens from the code to the answer",
+                     type="category")
     fig.update_yaxes(title="mask", type="category")
     fig.update_layout(title=dict(text="Retrieval: can the model copy a code it read D tokens earlier?", x=0),
                       height=120 + 60 * len(windows), margin=dict(t=60))

@@ -37,7 +37,7 @@ def test_small_live_run_checks_every_backend():
     live = next(d for d in at.dataframe if len(d.value) == len(rows))
     config = json.loads(live.proto.columns)
     assert config["time_ms"]["label"] == "median (ms)" and config["peak_bytes"]["label"] == "peak (bytes)"
-    assert "empty for the dense backends" in config["compile_ms"]["help"]
+    assert "None for the dense backends" in config["compile_ms"]["help"]
     assert live.value["compile_ms"].isna().tolist() == [r["backend"] != "flex" for r in rows]
 
 

@@ -1,5 +1,7 @@
 """Model Attention page through AppTest, against values computed here from the model's logits."""
 
+import base64
+import json
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,14 @@ def open_page(**query):
     at = AppTest.from_file(str(PAGE), default_timeout=300)
     at.query_params.update(query)
     return at.run()
+
+
+def spec_array(z):
+    """A Plotly JSON array: plain nested lists, or the typed form {dtype, bdata (base64), shape}."""
+    if isinstance(z, dict):
+        return np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]).reshape(
+            [int(x) for x in str(z.get("shape", "-1")).split(",")])
+    return np.asarray(z, dtype=float)
 
 
 def metric(at, label):
@@ -41,6 +51,10 @@ def test_attention_maps_view_draws_masked_and_full(story_ids):
     assert not at.exception and not at.error
     keys = [c.key for c in at.get("plotly_chart")]
     assert keys == ["fig_masked", "fig_full", "fig_grid"]
+    # Side by side on one colour scale: its top is the larger of the two maps' largest weights.
+    maps = [json.loads(c.proto.spec)["data"][0] for c in at.get("plotly_chart")[:2]]
+    tops, peaks = [m["zmax"] for m in maps], [float(np.nanmax(spec_array(m["z"]))) for m in maps]
+    assert tops[0] == tops[1] == pytest.approx(max(peaks), rel=1e-6)
     # The page's statement about weight outside the window, checked against the model's own maps.
     full = model.attention_maps(list(story_ids), None, layers=[3]).weights[0, 4]
     allowed = masks.sliding_window(8).dense(96).numpy()
@@ -98,3 +112,15 @@ def test_window_sweep_runs_on_request(story_ids):
     # Seconds stay a number column; a row whose losses came from the cache has none of its own.
     assert table["forward (s)"].dtype.kind == "f"
     assert (table["forward (s)"].isna() == (table["losses"] == "reused from an earlier run")).all()
+
+
+def test_a_one_token_text_gets_one_plain_message():
+    at = open_page(doc="paste", view="Loss per token")
+    at.text_area(key="_pasted").set_value("a").run()
+    assert not at.exception and not at.error
+    assert model.encode("a", 16).n == 1
+    assert [i.value for i in at.info if "single token" in i.value] == [
+        "This text is a single token: the decoder's views need at least 2 (one to read, one to predict). "
+        "Type a longer text, or pick the encoder view."]
+    assert any("**1 token**" in m.value for m in at.markdown)
+    assert not at.get("plotly_chart")

@@ -94,3 +94,18 @@ def test_attention_map_title_lines_are_escaped_one_by_one():
     fig = attention_map_figure(np.eye(4), list("abcd"), "Layer 0 under\ncustom(rule=q < b and b > k)", 0, 4)
     assert fig.layout.title.text == "Layer 0 under<br>custom(rule=q &lt; b and b &gt; k)"
     assert fig.layout.height == 660 and fig.layout.margin.t == 70
+
+
+def test_retrieval_columns_name_the_gap_a_window_must_span():
+    from attn.model import ProbeResult, ProbeTrial
+    from attn.model_figures import retrieval_figure
+
+    def result(window, d, gaps, right):
+        return ProbeResult("w", window, d, tuple(ProbeTrial("k", "4817", "4817" if ok else "0", ok, g)
+                                                 for g, ok in zip(gaps, right)))
+
+    fig = retrieval_figure([result(32, 16, (33, 34), (False, False)), result(None, 16, (33, 34), (True, True)),
+                            result(32, 128, (145, 145), (False, False)), result(None, 128, (145, 145), (True, False))])
+    assert list(fig.data[0].x) == ["D = 16<br>gap 33–34", "D = 128<br>gap 145"]
+    assert list(fig.data[0].y) == ["W = 32", "full"]
+    assert fig.data[0].z.tolist() == [[0, 0], [100, 50]]
