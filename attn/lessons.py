@@ -849,12 +849,12 @@ def bench_figure(rows: list[dict], metric: str) -> go.Figure:
 
     origin = bf.device_label(rows)
     if metric == "time_ms":
-        return bf.growth_figure(rows, "time_ms", f"Kernel time vs N — {origin}", "median time (ms)")
+        return bf.growth_figure(rows, "time_ms", f"Kernel time vs N<br><sup>{origin}</sup>", "median time (ms)")
     if metric == "peak_bytes":
-        return bf.growth_figure(rows, "peak_bytes", f"Peak memory vs N — {origin}", "peak memory (MiB)",
+        return bf.growth_figure(rows, "peak_bytes", f"Peak memory vs N<br><sup>{origin}</sup>", "peak memory (MiB)",
                                 scale=1 / 2**20)
     if metric == "tflops":
-        return bf.throughput_figure(rows, f"Useful vs executed TFLOP/s — {origin}")
+        return bf.throughput_figure(rows, f"Useful vs executed TFLOP/s<br><sup>{origin}</sup>")
     raise ValueError(f"Unknown metric {metric!r}; choose one of {', '.join(BENCH_METRICS)}.")
 
 
@@ -1018,7 +1018,8 @@ LESSON_3 = Lesson(
             "KV cache: the window caps the memory",
             "While generating, a model keeps the keys and values of past tokens (the **KV cache**) for every layer. "
             "Full attention keeps all T tokens; a sliding window only needs the last W, so the cache stops growing "
-            "at W. Move the context length along the curves.",
+            "at W. Move the context length along the curves. The two flat dotted lines are for scale: linear "
+            "attention and Mamba layers keep a fixed-size state instead of a cache, whatever the context.",
             figure=lambda v: cost_figures.kv_figure(MISTRAL, kv.Design("own"), v["ctx"], 1, "bf16",
                                                     _contexts(MISTRAL, v["ctx"])),
             controls=(Control("ctx", "Context (tokens)", CONTEXTS, 8192, fmt=tokens_text),),
