@@ -131,7 +131,8 @@ def progress_bar(label):
         if done >= total:  # finished: the results below say the rest
             bar.empty()
             return
-        started.append(time.perf_counter()) if not started else None
+        if not started:  # a statement, not an expression: Streamlit's magic would print an expression's value
+            started.append(time.perf_counter())
         left = ""
         if done:  # the steps so far, timed: a long sweep on a CPU says how long it has to go
             seconds = (time.perf_counter() - started[0]) / done * (total - done)
