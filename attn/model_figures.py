@@ -166,7 +166,7 @@ def retrieval_figure(results) -> go.Figure:
     fig.update_xaxes(title="filler tokens D between the fact and the question; gap = tokens from the code to the answer",
                      type="category")
     fig.update_yaxes(title="mask", type="category")
-    fig.update_layout(title=dict(text="Retrieval: can the model copy a code it read D tokens earlier?", x=0),
+    fig.update_layout(title=dict(text="Retrieval: can the model copy a code stated before D tokens of filler?", x=0),
                       height=120 + 60 * len(windows), margin=dict(t=60))
     return fig
 
