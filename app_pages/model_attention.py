@@ -214,7 +214,7 @@ if view != SECTIONS[-1]:  # the encoder view has its own model, tokenizer and pa
 view = st.segmented_control("Show", SECTIONS, key="view", label_visibility="collapsed") or SECTIONS[0]
 if n < 2 and view != SECTIONS[-1]:
     # Every decoder view reads one token to predict the next; the encoder view counts its own tokens.
-    st.info("This text is a single token: the decoder's views need at least 2 (one to read, one to predict). "
+    st.info("This text is a single token: the decoder's views need at least 2 tokens (one to read, one to predict). "
             "Type a longer text, or pick the encoder view.", icon=":material/edit:")
     st.stop()
 
@@ -347,10 +347,6 @@ elif view == "Retrieval":
 elif view == "Influence vs reach":
     inf_n = min(n, LIM.influence_tokens)
     inf_ids = ids[:inf_n]
-    if inf_n < 2:
-        st.info("Influence traces one token's loss back to the tokens before it: the text needs at least 2 tokens.",
-                icon=":material/edit:")
-        st.stop()
     ui.set_default("target_tok", inf_n - 1)
     if st.session_state["target_tok"] > inf_n - 1:
         st.session_state["target_tok"] = inf_n - 1

@@ -120,7 +120,7 @@ def test_a_one_token_text_gets_one_plain_message():
     assert not at.exception and not at.error
     assert model.encode("a", 16).n == 1
     assert [i.value for i in at.info if "single token" in i.value] == [
-        "This text is a single token: the decoder's views need at least 2 (one to read, one to predict). "
+        "This text is a single token: the decoder's views need at least 2 tokens (one to read, one to predict). "
         "Type a longer text, or pick the encoder view."]
     assert any("**1 token**" in m.value for m in at.markdown)
     assert not at.get("plotly_chart")
