@@ -8,6 +8,7 @@ import math
 import numpy as np
 import plotly.graph_objects as go
 
+from .axes import decade_ticks
 from .pictures import colorscale_rgb, png_data_uri
 
 # White for exactly zero attention; any non-zero weight is visibly tinted (a 1/512 share must show).
@@ -141,7 +142,10 @@ def sweep_figure(series: dict, full_ppl: float | None, n_tokens: int) -> go.Figu
                         mode="lines", name=f"full causal attention: {full_ppl:.2f}", line=dict(color="#000", dash="dash"))
     windows = sorted({w for points in series.values() for w, _ in points if w is not None})
     fig.update_xaxes(type="log", title="window W (tokens)", tickvals=windows, ticktext=[str(w) for w in windows])
-    fig.update_yaxes(title="perplexity (lower is better)")
+    # Log perplexity is the mean loss: on a log axis a 16-token window's 480 does not flatten the
+    # 31 / 22 / 11-point steps between the larger windows and full attention.
+    ppl = [p for points in series.values() for _, p in points] + ([full_ppl] if full_ppl is not None else [])
+    fig.update_yaxes(type="log", title="perplexity (log scale, lower is better)", **decade_ticks(ppl))
     fig.update_layout(title=dict(text=f"Perplexity vs window on the first {n_tokens:,} tokens", x=0), height=440,
                       template="plotly_white", legend=dict(orientation="h", y=-0.2))
     return fig

@@ -75,6 +75,8 @@ def test_sweep_axis_is_ticked_at_the_windows():
 
     fig = sweep_figure({"sliding window": [(16, 300.0), (64, 50.0), (None, 14.0)], "sinks": [(16, 50.0)]}, 14.0, 512)
     assert list(fig.layout.xaxis.tickvals) == [16, 64] and list(fig.layout.xaxis.ticktext) == ["16", "64"]
+    # Perplexity on a log axis (its log is the mean loss), ticked at 1, 2, 5 × 10^k across 14..300.
+    assert fig.layout.yaxis.type == "log" and list(fig.layout.yaxis.tickvals) == [20, 50, 100, 200]
 
 
 def test_attention_map_labels_keys_only_when_they_fit():
