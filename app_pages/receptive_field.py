@@ -1,6 +1,5 @@
 """Receptive Field: how far information travels through L layers under a mask or a per-layer stack."""
 
-import numpy as np
 import streamlit as st
 
 import ui
@@ -49,10 +48,16 @@ def matrix(source, pattern, params, custom, n, layers):
 
 
 @ui.cached()
-def deepest_reach(source, pattern, params, custom, n, token):
-    """The token's reach after each of the most layers the page traces (for "how many layers until")."""
-    target = target_for(source, pattern, params, custom, n, reach.MAX_LAYERS)
-    return reach.reach_of_token(target, n, token, reach.MAX_LAYERS)
+def until(source, pattern, params, custom, n, a, b):
+    return reach.until(target_for(source, pattern, params, custom, n, reach.MAX_LAYERS), n, a, b)
+
+
+# "Layers needed" when no depth is found: what it shows, and why (reach.Until.why).
+NEVER = {
+    "later": ("never", "token a comes after token b, and the mask is causal: it only carries information forward"),
+    "closed": ("never", "the reach stops growing before it gets there: a boundary no layer crosses"),
+    "deeper": (f"not within {reach.MAX_LAYERS}", f"the most layers traced is {reach.MAX_LAYERS}"),
+}
 
 
 def apply_preset(chosen, keep=()):
@@ -153,7 +158,7 @@ c[2].metric("Whole context reached at", f"layer {full}" if full else f"not withi
 if full is None:
     st.caption(
         f"Within {layers} layers token {token:,} never draws on {context_text}: "
-        + ("the reach stops growing (a boundary no layer crosses)." if counts[-1] == counts[max(0, layers - 2)] and layers > 1
+        + ("the reach stops growing (a boundary no layer crosses)." if reach.is_closed(target, result.sets[-1], n)
            else "it still grows; add layers to see when it gets there.")
     )
 
@@ -189,18 +194,9 @@ a = q[0].number_input("token a", step=1, key="src",
                       help="the source; under a causal mask only earlier tokens can ever reach b")
 b = q[1].number_input("token b", value=int(token), step=1, disabled=True, help="the traced token")
 try:
-    reach.check_token(int(a), n, "source token")
-    deep = deepest_reach(source, pattern, params, custom, n, int(token))
-    hits = np.flatnonzero(deep.sets[:, int(a)])
-    if len(hits):
-        q[2].metric("Layers needed", f"{hits[0] + 1}")
-    elif deep.causal and int(a) > token:
-        # No depth helps: a causal mask only carries information forward.
-        q[2].metric("Layers needed", "never", help=f"token {int(a):,} comes after token {token:,}, and the mask is causal")
-    elif reach.is_closed(target_for(source, pattern, params, custom, n, reach.MAX_LAYERS), deep.sets[-1], n):
-        q[2].metric("Layers needed", "never", help="the reach stops growing before it gets there: a boundary no layer crosses")
-    else:
-        q[2].metric("Layers needed", f"not within {reach.MAX_LAYERS}", help=f"the most layers traced is {reach.MAX_LAYERS}")
+    answer = until(source, pattern, params, custom, n, int(a), int(token))
+    value, why = (f"{answer.layers}", None) if answer.layers else NEVER[answer.why]
+    q[2].metric("Layers needed", value, help=why)
 except ValueError as e:
     q[2].error(str(e))
 

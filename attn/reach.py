@@ -190,14 +190,34 @@ def reach_matrix(rule_or_stack, n: int, layers: int) -> np.ndarray:
     return reach.numpy()
 
 
-def layers_until(rule_or_stack, n: int, source: int, target: int, max_layers: int = MAX_LAYERS) -> int | None:
-    """Fewest layers after which `source` can influence `target` (None if never within max_layers)."""
+@dataclass(frozen=True)
+class Until:
+    """How many layers until `source` can influence `target`. layers: the fewest, or None; then
+    why: "later" (a causal stack and a source after the target: no depth helps), "closed" (the
+    target's reach stops growing short of the source: no depth helps) or "deeper" (it still grows
+    after max_layers layers)."""
+
+    layers: int | None
+    why: str | None = None
+
+
+def until(rule_or_stack, n: int, source: int, target: int, max_layers: int = MAX_LAYERS) -> Until:
+    """Fewest layers after which `source` can influence `target`, or why there is no such depth."""
     check_n(n)
     source = check_token(source, n, "source token")
     target = check_token(target, n, "target token")
     result = reach_of_token(rule_or_stack, n, target, max_layers)
     hits = np.flatnonzero(result.sets[:, source])
-    return int(hits[0]) + 1 if len(hits) else None
+    if len(hits):
+        return Until(int(hits[0]) + 1)
+    if result.causal and source > target:
+        return Until(None, "later")
+    return Until(None, "closed" if is_closed(as_stack(rule_or_stack, max_layers), result.sets[-1], n) else "deeper")
+
+
+def layers_until(rule_or_stack, n: int, source: int, target: int, max_layers: int = MAX_LAYERS) -> int | None:
+    """Fewest layers after which `source` can influence `target` (None if never within max_layers)."""
+    return until(rule_or_stack, n, source, target, max_layers).layers
 
 
 def sliding_window_reach(q: int, layers: int, window: int) -> int:

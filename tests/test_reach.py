@@ -10,7 +10,7 @@ import pytest
 
 from attn import masks as M
 from attn.presets import build_stack
-from attn.reach import as_stack, layers_until, reach_matrix, reach_of_token, sliding_window_reach
+from attn.reach import as_stack, layers_until, reach_matrix, reach_of_token, sliding_window_reach, until
 
 
 def bfs_reach(target, n, token, layers):
@@ -139,6 +139,31 @@ def test_layers_until():
     # token 1000 sees token 0 once l·(W−1)+1 >= 1001
     assert layers_until(M.sliding_window(128), 2048, 0, 1000) == -(-1000 // 127)
     assert layers_until(M.chunked(64), 1024, 0, 700) is None
+
+
+def bfs_until(target, n, source, dest, max_layers):
+    """(fewest layers, whether the reach had stopped growing) by BFS, independent of reach.py."""
+    ref = bfs_reach(target, n, dest, max_layers)
+    hit = next((l + 1 for l in range(max_layers) if source in ref[l]), None)
+    return hit, ref[-1] == ref[-2]
+
+
+@pytest.mark.parametrize("rule, n, source, dest, why", [
+    (M.sliding_window(4), 40, 10, 25, None),  # 5 layers: 3 positions a hop
+    (M.sliding_window(4), 40, 30, 10, "later"),  # causal: a later source never reaches
+    (M.chunked(8), 40, 3, 20, "closed"),  # other chunk: the reach stops at 16..23
+    (M.chunked(8, causal=False), 40, 30, 20, "closed"),  # bidirectional, still another chunk
+    (M.band(4), 40, 39, 0, "deeper"),  # 2 positions a layer: 39 needs 20 layers, more than the 6 traced
+    (M.band(4), 40, 9, 0, None),  # bidirectional: a later source reaches an earlier token
+])
+def test_until_says_why_no_depth_is_found(rule, n, source, dest, why):
+    got = until(rule, n, source, dest, max_layers=6)
+    hit, stopped = bfs_until(rule, n, source, dest, 6)
+    assert got.layers == hit and got.why == why
+    if why in ("later", "closed"):
+        assert stopped  # the BFS reach had stopped growing too
+    if why == "deeper":
+        assert not stopped and until(rule, n, source, dest, max_layers=20).layers == 20
 
 
 @pytest.mark.parametrize(
