@@ -7,7 +7,7 @@ import numpy as np
 import streamlit as st
 
 import ui
-from attn import masks, model, model_figures
+from attn import bench_model, masks, model, model_figures
 from attn.jobs import Cancelled
 from attn.presets import STACK_PRESETS, build_stack
 from attn.render import dense_numpy, first_cut_row
@@ -296,9 +296,7 @@ elif view == "Window sweep":
     windows = st.multiselect("Windows", SWEEP_WINDOWS, key="_windows", format_func=str)
     with_sinks = st.checkbox("Also with 4 sink tokens", value=True, key="_with_sinks")
     forwards = len(windows) + (sum(w != model.FULL for w in windows) if with_sinks else 0)
-    # Measured on the 2-core CPU (assets/bench/model_cpu.json: 4.9 s at 1,024 tokens; 11–20 s at 2,048 in a browser run).
-    pace = (" On a 2-core CPU a forward of 1,024 tokens takes about 5 s, of 2,048 tokens 10–20 s."
-            if info.device == "cpu" else "")
+    pace = f" {bench_model.recorded_pace()}" if info.device == "cpu" else ""  # the CPU file says nothing of a GPU
     st.caption(f"Runs {count(forwards, 'forward')} of the model over {count(n, 'token')} (one per mask; a mask "
                f"already run on this text is reused).{pace} Once it starts, the bar says how long is left.")
     if st.button("Run the sweep", type="primary", disabled=not windows):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import resource
@@ -22,11 +23,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
 from . import masks, model
 
+FORWARD_ROW = "forward N={n}, full causal"  # the "what" of a full-causal forward's row
+RECORDED = Path(__file__).resolve().parent.parent / "assets" / "bench" / "model_cpu.json"
 LOAD_SNIPPET = "import json; from attn import model; m = model.load_model(); print(json.dumps([m.source, m.load_seconds]))"
 
 
@@ -73,7 +77,7 @@ def timing_rows(repeats: int = 3) -> list[dict]:
     rows = []
     for n in (512, 1024):
         sec = _median_seconds(lambda: model.logits(ids[:n]), repeats)
-        rows.append(_row(f"forward N={n}, full causal", seconds=round(sec, 3)))
+        rows.append(_row(FORWARD_ROW.format(n=n), seconds=round(sec, 3)))
         sec = _median_seconds(lambda: model.logits(ids[:n], masks.sliding_window(64)), repeats)
         rows.append(_row(f"forward N={n}, sliding_window(64) additive mask", seconds=round(sec, 3)))
     rule = masks.sliding_window(64)
@@ -87,6 +91,22 @@ def timing_rows(repeats: int = 3) -> list[dict]:
     rows.append(_row("repeated perplexity request N=512 (cached)", seconds=round(sec, 4)))
     rows.append(_row("peak resident memory of this process", bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
     return rows
+
+
+@functools.lru_cache(maxsize=4)  # a page asks on every rerun; the file changes only with a new recording
+def recorded_pace(path: Path = RECORDED) -> str:
+    """One sentence on how long a forward took where the recorded file was made ("" without one),
+    so a page can say what a long run will cost before it starts."""
+    try:
+        rows = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return ""
+    forwards = [(n, r) for r in rows for n in (512, 1024, 2048, 4096) if r.get("what") == FORWARD_ROW.format(n=n)]
+    if not forwards:
+        return ""
+    first = forwards[0][1]
+    took = ", ".join(f"{r['seconds']:.1f} s at {n:,} tokens" for n, r in forwards)
+    return f"Recorded on {first['device']} ({first['threads']} threads, {first['date']}): one forward took {took}."
 
 
 def perplexity_rows(windows=(16, 64, 256, model.FULL), tokens: int = 512) -> list[dict]:

@@ -4,6 +4,7 @@ layout (heads grouped by KV head, each thumbnail on its own scale, white gaps)."
 from __future__ import annotations
 
 import base64
+import json
 import io
 
 import numpy as np
@@ -111,3 +112,20 @@ def test_retrieval_columns_name_the_gap_a_window_must_span():
     assert list(fig.data[0].x) == ["D = 16<br>gap 33–34", "D = 128<br>gap 145"]
     assert list(fig.data[0].y) == ["W = 32", "full"]
     assert fig.data[0].z.tolist() == [[0, 0], [100, 50]]
+
+
+def test_recorded_pace_reads_the_full_causal_forwards(tmp_path):
+    from attn import bench_model
+
+    rows = [{"what": "load (cache)", "seconds": 0.7, "device": "cpu", "threads": 2, "date": "2026-11-23"},
+            {"what": "forward N=512, full causal", "seconds": 1.604, "device": "cpu", "threads": 2, "date": "2026-11-23"},
+            {"what": "forward N=512, sliding_window(64) additive mask", "seconds": 1.759},
+            {"what": "forward N=1024, full causal", "seconds": 4.89, "device": "cpu", "threads": 2, "date": "2026-11-23"}]
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(rows))
+    assert bench_model.recorded_pace(path) == \
+        "Recorded on cpu (2 threads, 2026-11-23): one forward took 1.6 s at 512 tokens, 4.9 s at 1,024 tokens."
+    assert bench_model.recorded_pace(tmp_path / "missing.json") == ""
+    (tmp_path / "bad.json").write_text("{")
+    assert bench_model.recorded_pace(tmp_path / "bad.json") == ""
+    assert bench_model.recorded_pace().startswith("Recorded on cpu")  # the committed file
