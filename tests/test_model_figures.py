@@ -4,8 +4,8 @@ layout (heads grouped by KV head, each thumbnail on its own scale, white gaps)."
 from __future__ import annotations
 
 import base64
-import json
 import io
+import json
 
 import numpy as np
 from PIL import Image
