@@ -153,12 +153,14 @@ context_text = f"0..{context - 1:,}" if result.causal else f"all {n:,} positions
 c = st.columns(3)
 c[0].metric(f"Reach after layer {layer}", f"{counts[layer - 1]:,} tokens", help="inputs token can draw on, itself included")
 c[1].metric("Share of its context", ui.share(counts[layer - 1] / context), help=f"of the {context:,} tokens {context_text}")
-c[2].metric("Whole context reached at", f"layer {full}" if full else f"not within {layers}",
+# Closed: no rule of the stack grows the last reach set, so no depth reaches the whole context.
+closed = full is None and reach.is_closed(target, result.sets[-1], n)
+c[2].metric("Whole context reached at", f"layer {full}" if full else "never" if closed else f"not within {layers}",
             help=f"the first layer after which token {token:,} draws on {context_text}")
 if full is None:
     st.caption(
         f"Within {layers} layers token {token:,} never draws on {context_text}: "
-        + ("the reach stops growing (a boundary no layer crosses)." if reach.is_closed(target, result.sets[-1], n)
+        + ("the reach stops growing (a boundary no layer crosses)." if closed
            else "it still grows; add layers to see when it gets there.")
     )
 

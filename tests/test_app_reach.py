@@ -138,6 +138,7 @@ def test_layers_needed_says_why_never():
     # Chunks of 16 never mix: token 5 cannot reach token 40, and more layers would not help.
     at = open_page(n="64", pattern="chunked", chunk="16", token="40", src="5")
     assert metric(at, "Layers needed").value == "never" and "boundary" in metric(at, "Layers needed").help
+    assert metric(at, "Whole context").value == "never"  # chunk 32..47 holds token 40 whatever the depth
     # Window 2 over 200 tokens: one token a layer, so 0 → 199 takes 199 layers, past the 64 traced.
     at = open_page(n="200", pattern="sliding_window", window="2", token="199", src="0")
     assert metric(at, "Layers needed").value == "not within 64"
