@@ -19,24 +19,27 @@ ON_GPU = torch.cuda.is_available()
 N_CHOICES = [n for n in (256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072)
              if ON_GPU or n <= limits.BENCH_CPU_MAX_N]
 DTYPES = ["bfloat16", "float16", "float32"] if ON_GPU else ["float32"]
-# The table's columns: (heading with its unit, what the number is). The downloads keep the row field names.
+# The table's columns: (heading with its unit, what the number is, display format). The downloads keep the row
+# field names and full precision; "localized" groups thousands (276,824,064 bytes).
 TABLE_COLUMNS = {
     "backend": ("backend", "naive: the textbook code · sdpa_mask: SDPA with a dense bool mask · sdpa_causal: SDPA "
-                "is_causal, the full-attention reference · flex: FlexAttention with a BlockMask"),
-    "n": ("N", "sequence length"),
-    "status": ("status", "ok, skipped (the memory estimate is over budget), oom or error; see reason"),
-    "time_ms": ("median (ms)", "median kernel time over the repeats, after warm-up"),
-    "time_ms_min": ("min (ms)", "the fastest of the repeats"),
+                "is_causal, the full-attention reference · flex: FlexAttention with a BlockMask", None),
+    "n": ("N", "sequence length", "localized"),
+    "status": ("status", "ok, skipped (the memory estimate is over budget), oom or error; see reason", None),
+    "time_ms": ("median (ms)", "median kernel time over the repeats, after warm-up", "%.3f"),
+    "time_ms_min": ("min (ms)", "the fastest of the repeats", "%.3f"),
     "compile_ms": ("compile (ms)", "flex only: the first call's extra cost over a steady call; None for the dense "
-                   "backends, which compile nothing"),
-    "block_mask_ms": ("BlockMask (ms)", "flex only: building the BlockMask from the rule; None for the dense backends"),
-    "peak_bytes": ("peak (bytes)", "the prepared mask held plus the peak allocated during one call"),
-    "useful_tflops_s": ("useful TFLOP/s", "4·B·H·d × allowed pairs ÷ median time"),
+                   "backends, which compile nothing", "%.1f"),
+    "block_mask_ms": ("BlockMask (ms)", "flex only: building the BlockMask from the rule; None for the dense backends",
+                      "%.3f"),
+    "peak_bytes": ("peak (bytes)", "the prepared mask held plus the peak allocated during one call", "localized"),
+    "useful_tflops_s": ("useful TFLOP/s", "4·B·H·d × allowed pairs ÷ median time", "%.4f"),
     "executed_tflops_s": ("executed TFLOP/s", "4·B·H·d × pairs the kernel computes ÷ median time (dense: all N², "
-                          "is_causal: N(N+1)/2, flex: non-empty blocks × block area)"),
-    "pct_of_peak": ("% of peak", "executed TFLOP/s as a share of the device's peak (the table in attn/bench.py)"),
-    "max_abs_err": ("max |err| vs naive", "largest absolute difference from the naive float32 output"),
-    "reason": ("reason", "why a size was skipped or failed"),
+                          "is_causal: N(N+1)/2, flex: non-empty blocks × block area)", "%.4f"),
+    "pct_of_peak": ("% of peak", "executed TFLOP/s as a share of the device's peak (the table in attn/bench.py)",
+                    "%.1f"),
+    "max_abs_err": ("max |err| vs naive", "largest absolute difference from the naive float32 output", "%.1e"),
+    "reason": ("reason", "why a size was skipped or failed", None),
 }
 URL_KEYS = {
     "ns": lambda t: tuple(dict.fromkeys(parse_choice(N_CHOICES, "N")(x) for x in t.split(",") if x)),  # repeats once
@@ -46,6 +49,10 @@ URL_KEYS = {
     "dtype": parse_choice(DTYPES, "Dtype"),
     "backends": lambda t: tuple(dict.fromkeys(parse_choice(kernels.BACKENDS, "Backend")(x) for x in t.split(",") if x)),
 }
+
+
+def column(label: str, help: str, fmt: str | None):
+    return st.column_config.NumberColumn(label, help=help, format=fmt) if fmt else st.column_config.Column(label, help=help)
 
 
 def show_results(rows, where: str, key: str):
@@ -74,7 +81,7 @@ def show_results(rows, where: str, key: str):
     table = pd.DataFrame(rows)
     cols = [c for c in TABLE_COLUMNS if c in table]
     st.dataframe(table[cols], hide_index=True, width="stretch",
-                 column_config={c: st.column_config.Column(TABLE_COLUMNS[c][0], help=TABLE_COLUMNS[c][1]) for c in cols})
+                 column_config={c: column(*TABLE_COLUMNS[c]) for c in cols})
     d = st.columns(2)
     d[0].download_button("Rows as CSV", table.to_csv(index=False).encode(), f"bench_{key}.csv", "text/csv",
                          key=f"{key}_csv", on_click="ignore")

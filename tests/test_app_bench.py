@@ -38,6 +38,9 @@ def test_small_live_run_checks_every_backend():
     config = json.loads(live.proto.columns)
     assert config["time_ms"]["label"] == "median (ms)" and config["peak_bytes"]["label"] == "peak (bytes)"
     assert "None for the dense backends" in config["compile_ms"]["help"]
+    # Bytes and N group their thousands (276,824,064), times keep 3 decimals; the downloads keep full precision.
+    assert config["peak_bytes"]["type_config"] == {"type": "number", "format": "localized"}
+    assert config["time_ms"]["type_config"]["format"] == "%.3f" and "type_config" not in config["backend"]
     assert live.value["compile_ms"].isna().tolist() == [r["backend"] != "flex" for r in rows]
 
 
