@@ -149,10 +149,10 @@ layer = st.slider("Show the reach after layer", 1, max(layers, 2), key="layer", 
 st.session_state["_layer_keep"] = layer
 full, context = result.full_context_layer, result.context
 # A causal stack's context is 0..token; a bidirectional one lets later tokens in too, so it is all N.
-context_text = f"0..{context - 1:,}" if result.causal else f"all {n:,} positions (the mask is bidirectional)"
+context_text = f"tokens 0..{context - 1:,}" if result.causal else f"all {n:,} tokens (the mask is bidirectional)"
 c = st.columns(3)
 c[0].metric(f"Reach after layer {layer}", f"{counts[layer - 1]:,} tokens", help="inputs token can draw on, itself included")
-c[1].metric("Share of its context", ui.share(counts[layer - 1] / context), help=f"of the {context:,} tokens {context_text}")
+c[1].metric("Share of its context", ui.share(counts[layer - 1] / context), help=f"of its context: {context_text}")
 # Closed: no rule of the stack grows the last reach set, so no depth reaches the whole context.
 closed = full is None and reach.is_closed(target, result.sets[-1], n)
 c[2].metric("Whole context reached at", f"layer {full}" if full else "never" if closed else f"not within {layers}",

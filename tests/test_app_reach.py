@@ -121,13 +121,17 @@ def test_a_bidirectional_mask_counts_every_position_as_context():
     assert not at.exception and not at.error
     assert metric(at, "Reach after layer").value == "64 tokens"
     assert metric(at, "Share of its context").value == "100%"
-    assert metric(at, "Share of its context").help == "of the 64 tokens all 64 positions (the mask is bidirectional)"
+    assert metric(at, "Share of its context").help == "of its context: all 64 tokens (the mask is bidirectional)"
     assert metric(at, "Whole context").value == "layer 1"
     # A band |q − k| <= 3 from token 10: [7, 13] at layer 1 (7 of 64), and it still grows at layer 2.
     at = open_page(pattern="band", window="6", n="64", token="10", layer="1", layers="2")
     assert metric(at, "Reach after layer").value == "7 tokens"
     assert metric(at, "Share of its context").value == f"{7 / 64 * 100:.3g}%"
     assert metric(at, "Whole context").value == "not within 2"
+    # Causal: the context is the token and those before it.
+    at = open_page(pattern="sliding_window", window="4", n="64", token="10", layer="1", layers="2")
+    assert metric(at, "Share of its context").help == "of its context: tokens 0..10"
+    assert metric(at, "Share of its context").value == f"{4 / 11 * 100:.3g}%"
 
 
 def test_layers_needed_says_why_never():
