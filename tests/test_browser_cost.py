@@ -7,25 +7,19 @@ not read back from the app's own functions.
 from __future__ import annotations
 
 import re
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_browser import (  # noqa: E402, F401  (browser, chromium_path and page are fixtures used by name)
-    live_server,
-    ARTIFACTS,
+from web import (
     WAIT_S,
-    assert_no_exception,
-    browser,
-    chromium_path,
-    metric_value,
-    page,
+    live_server,
     wait_idle,
+    metric_value,
     wait_url,
+    assert_no_exception,
+    assert_clean,
+    screenshot_tall,
 )
-from test_browser_reach import assert_clean, screenshot_tall  # noqa: E402
 
 pytestmark = pytest.mark.browser
 

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_browser import (  # noqa: E402, F401  (browser, chromium_path and page are fixtures used by name)
-    live_server,
+from web import (
     ARTIFACTS,
     WAIT_S,
-    assert_no_exception,
-    browser,
-    chromium_path,
-    page,
+    live_server,
     wait_idle,
     wait_url,
+    assert_no_exception,
+    assert_clean,
+    screenshot_tall,
 )
-from test_browser_reach import assert_clean, screenshot_tall  # noqa: E402
 
 pytestmark = pytest.mark.browser
 

@@ -4,14 +4,9 @@ a closed tab's request leaves the line by itself, and a closed tab's running swe
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_browser import WAIT_S, browser, chromium_path, live_server  # noqa: E402, F401  (fixtures used by name)
-from test_browser_reach import screenshot_tall  # noqa: E402
+from web import live_server, screenshot_tall
 
 pytestmark = pytest.mark.browser
 MODEL_WAIT_MS = 300_000

@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_browser import (  # noqa: E402, F401  (browser, chromium_path and page are fixtures used by name)
+from web import (
     live_server,
-    ARTIFACTS,
-    WAIT_S,
-    browser,
-    chromium_path,
-    metric_value,
-    page,
-    type_number,
     wait_idle,
+    metric_value,
     wait_url,
+    type_number,
+    assert_clean,
+    screenshot_tall,
 )
-from test_browser_reach import assert_clean, screenshot_tall  # noqa: E402
 
 pytestmark = pytest.mark.browser
 MODEL_WAIT_MS = 300_000  # first load on a fresh machine converts the GGUF file (~30 s, more on a busy CPU)

@@ -1,8 +1,7 @@
 """End-to-end: Debian Chromium (via Playwright) drives the Receptive Field page of a live app.
 
-Reuses the fixtures and helpers of test_browser.py (Chromium lookup and skip/fail rule,
-browser, page, metric and screenshot helpers); only the server fixture is our own, so that
-its log does not overwrite the explorer tests' log. Screenshots go to test-artifacts/.
+Uses the Chromium fixtures of conftest.py and the helpers of web.py; only the server fixture
+is our own, so that its log does not overwrite the explorer tests' log. Screenshots go to test-artifacts/.
 
 Expected values come from the analytic reach of a causal sliding window, not from the app:
 after l layers token q draws on min(q + 1, l·(W − 1) + 1) tokens.
@@ -10,27 +9,22 @@ after l layers token q draws on min(q + 1, l·(W − 1) + 1) tokens.
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_browser import (  # noqa: E402, F401  (browser, chromium_path and page are fixtures used by name)
-    live_server,
-    ARTIFACTS,
+from web import (
     WAIT_S,
-    assert_no_exception,
-    browser,
-    chromium_path,
-    metric_value,
-    page,
-    screenshot,
-    type_number,
+    live_server,
     wait_idle,
+    metric_value,
     wait_metric,
     wait_url,
+    type_number,
+    screenshot,
+    assert_no_dialog,
+    assert_clean,
+    screenshot_tall,
 )
 
 pytestmark = pytest.mark.browser
@@ -114,23 +108,6 @@ def alert_texts(page, kind: str) -> list[str]:
     """Message texts of st.warning / st.error boxes (kind 'Warning' or 'Error'), icon excluded."""
     box = page.locator(f'[data-testid="stAlertContent{kind}"] [data-testid="stMarkdownContainer"]')
     return [t.strip() for t in box.all_inner_texts()]
-
-
-def assert_no_dialog(page) -> None:
-    dialogs = page.locator('[role="dialog"]')
-    assert dialogs.count() == 0, f"unexpected dialog: {dialogs.all_inner_texts()}"
-
-
-def assert_clean(page) -> None:
-    assert_no_exception(page)
-    assert_no_dialog(page)
-
-
-def screenshot_tall(page, name: str, height: int = 2000) -> None:
-    """Streamlit scrolls inside its main container, so full_page stops at the viewport: grow it first."""
-    page.set_viewport_size({"width": 1400, "height": height})
-    page.wait_for_timeout(500)  # let the charts lay out again
-    screenshot(page, name)
 
 
 # ---------------------------------------------------------------- tests

@@ -2,23 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_browser import (  # noqa: E402, F401  (browser, chromium_path and page are fixtures used by name)
-    live_server,
-    ARTIFACTS,
-    WAIT_S,
-    browser,
-    chromium_path,
-    page,
-    wait_idle,
-    wait_url,
-)
-from test_browser_reach import assert_clean, screenshot_tall  # noqa: E402
+from web import WAIT_S, live_server, wait_idle, wait_url, assert_clean, screenshot_tall
 
 pytestmark = pytest.mark.browser
 

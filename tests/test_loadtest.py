@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import sys
 import urllib.parse
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_browser import ARTIFACTS, chromium_path  # noqa: E402, F401  (fixture used by name)
+from web import ARTIFACTS
 
-from attn import loadtest  # noqa: E402
-from attn.loadtest import LoadConfig, check_config, map_url, percentile, session_urls, shared_url  # noqa: E402
-from attn.state import decode_view  # noqa: E402
+from attn import loadtest
+from attn.loadtest import LoadConfig, check_config, map_url, percentile, session_urls, shared_url
+from attn.state import decode_view
 
 CI_SESSIONS = 5
 RSS_BOUND_BYTES = 3 * 2**30  # the bound for 30 sessions; 5 must stay well inside it
