@@ -43,6 +43,7 @@ import ast
 import builtins
 import keyword
 import math
+import operator
 import re
 import threading
 from dataclasses import dataclass
@@ -570,14 +571,8 @@ def evaluate(rule: CheckedRule, q: int, k: int) -> bool:
         return False
 
 
-_PY_CMP = {
-    "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b,
-    ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b,
-    "==": lambda a, b: a == b,
-    "!=": lambda a, b: a != b,
-}
+# One table for both evaluators: the operator functions work on Python ints and elementwise on tensors.
+_COMPARE = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne}
 
 
 def _py(node, q: int, k: int):
@@ -605,7 +600,7 @@ def _py(node, q: int, k: int):
         left = _py(node.operands[0], q, k)
         for op, right_node in zip(node.ops, node.operands[1:]):
             right = _py(right_node, q, k)  # evaluated only while the chain holds, as in Python
-            if not _PY_CMP[op](left, right):
+            if not _COMPARE[op](left, right):
                 return False
             left = right
         return True
@@ -727,16 +722,6 @@ def _compile_call(node: Call) -> Fn:
     return call
 
 
-_T_CMP = {
-    "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b,
-    ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b,
-    "==": lambda a, b: a == b,
-    "!=": lambda a, b: a != b,
-}
-
-
 def _and_then(acc, acc_ok, nxt, nxt_ok):
     """Python's `acc and nxt` with definedness: nxt only counts where acc is True."""
     value = acc & nxt
@@ -761,7 +746,7 @@ def _compile_compare(node: Compare) -> Fn:
         acc, acc_ok = None, None
         for op, f in zip(ops, fs[1:]):
             right, rok = f(q, k)
-            link = _T_CMP[op](left, right)
+            link = _COMPARE[op](left, right)
             if acc is None:  # first link: both operands are always evaluated
                 acc, acc_ok = link, _both_ok(ok, rok)
             else:  # later links are evaluated only where the chain still holds
