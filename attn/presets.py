@@ -323,8 +323,14 @@ def rule_notes(rule, n: int) -> list[str]:
     p = rule.param_dict
     notes = []
     w = p.get("window")
-    if w is not None and w >= n:
-        notes.append(f"Window {w} ≥ N = {n}: every query already sees its whole allowed range; the window has no effect.")
+    # A causal window reaches back w − 1 keys, so w ≥ N spans every past; a bidirectional one reaches
+    # w // 2 each way (band: |q − k| ≤ w // 2), so it spans everything only once w // 2 ≥ N − 1.
+    causal_window = rule.name in ("sliding_window", "sinks") or p.get("causal", False)
+    if w is not None and causal_window and w >= n:
+        notes.append(f"Window {w} ≥ N = {n}: every query already sees all its earlier keys; the window has no effect.")
+    elif w is not None and not causal_window and w // 2 >= n - 1:
+        notes.append(f"Window {w} ≥ 2·(N − 1) = {2 * (n - 1)}: |q − k| ≤ {w // 2} already spans the whole sequence; "
+                     "the window has no effect.")
     if p.get("chunk", 0) >= n:
         notes.append(f"Chunk {p['chunk']} ≥ N = {n}: one chunk holds the whole sequence.")
     if rule.name == "prefix_lm" and p["prefix"] == 0:

@@ -163,5 +163,5 @@ def test_a_window_past_n_is_named_as_on_the_explorer():
     at = open_page(n="64", pattern="sliding_window", window="100", token="63")
     assert not at.exception and not at.error
     assert [i.value for i in at.info if "no effect" in i.value] == [
-        "Window 100 ≥ N = 64: every query already sees its whole allowed range; the window has no effect."]
+        "Window 100 ≥ N = 64: every query already sees all its earlier keys; the window has no effect."]
     assert metric(at, "Whole context").value == "layer 1"

@@ -35,8 +35,30 @@ def test_degenerate_settings_are_named(rule, expected):
     assert (rule.dense(64) == plain[expected].dense(64)).all()
 
 
+@pytest.mark.parametrize("n", [1, 17, 64])  # at N = 2 or 3 a global token alone covers all
+@pytest.mark.parametrize("pattern, extra", [
+    ("sliding_window", {}), ("band", {}), ("sinks", {"sinks": 2}),
+    ("dilated", {"dilation": 1, "causal": True}), ("dilated", {"dilation": 1, "causal": False}),
+    ("local_global", {"global_tokens": "mid", "causal": False}), ("local_global", {"global_tokens": "mid", "causal": True}),
+    ("bigbird", {"global_tokens": "mid", "random_blocks": 0, "block": 4, "causal": False}),
+    ("bigbird", {"global_tokens": "mid", "random_blocks": 0, "block": 4, "causal": True}),
+])
+def test_window_note_exactly_when_the_window_changes_nothing(pattern, extra, n):
+    # Reference: the same rule with a window far longer than any distance. The note must appear
+    # exactly when the mask equals it (a band of W = N still masks |q − k| > N // 2).
+    # A global token in the middle, not at 0 or N − 1, where it would cover the far corners itself.
+    extra = {k: (n // 2,) if v == "mid" else v for k, v in extra.items()}
+    endless = M.build(pattern, n, window=10 * n + 10, **extra).dense(n)
+    for w in sorted({1, 2, max(n - 1, 1), n, n + 1, max(2 * n - 3, 1), max(2 * n - 2, 1), 2 * n - 1, 3 * n}):
+        rule = M.build(pattern, n, window=w, **extra)
+        # (Sinks that with the window cover every past get their own note: plain causal.)
+        noted = any("the window has no effect" in t or "plain causal" in t for t in rule_notes(rule, n))
+        assert noted == bool((rule.dense(n) == endless).all()), (pattern, extra, n, w)
+
+
 def test_ordinary_settings_have_no_remark():
     assert rule_notes(M.sliding_window(63), 64) == [] and rule_notes(M.local_global(8, [0]), 64) == []
+    assert rule_notes(M.band(64), 64) == [] and rule_notes(M.band(125), 64) == []  # |q − k| ≤ 62 misses (0, 63)
     # One short of the degenerate case, and the mask really differs from the plain one.
     assert rule_notes(M.sinks(55, 8), 64) == [] and not (M.sinks(55, 8).dense(64) == M.causal().dense(64)).all()
     assert rule_notes(M.prefix_lm(63), 64) == [] and not (M.prefix_lm(63).dense(64) == M.full().dense(64)).all()
