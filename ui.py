@@ -399,5 +399,12 @@ def hashable_params(params: dict) -> tuple:
 
 
 def share(x: float) -> str:
-    """A percentage with three significant digits, so 0.003% does not print as 0.00%."""
-    return "0%" if x == 0 else f"{x * 100:.3g}%"
+    """A percentage with three significant digits, so 0.003% does not print as 0.00%; a share short of
+    all never prints as 100% (131,041 of 131,072 tokens is 99.98%, not the whole context)."""
+    if x == 0:
+        return "0%"
+    for digits in range(3, 10):
+        text = f"{x * 100:.{digits}g}%"
+        if x >= 1 or float(text[:-1]) < 100:
+            return text
+    return "> 99.9999999%"

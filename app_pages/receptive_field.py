@@ -159,7 +159,7 @@ c[2].metric("Whole context reached at", f"layer {full}" if full else "never" if 
             help=f"the first layer after which token {token:,} draws on {context_text}")
 if full is None:
     st.caption(
-        f"Within {layers} layers token {token:,} never draws on {context_text}: "
+        f"Within {layers} layers token {token:,} draws on {counts[-1]:,} of the {context:,} tokens of its context: "
         + ("the reach stops growing (a boundary no layer crosses)." if closed
            else "it still grows; add layers to see when it gets there.")
     )

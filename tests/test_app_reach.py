@@ -134,6 +134,16 @@ def test_a_bidirectional_mask_counts_every_position_as_context():
     assert metric(at, "Share of its context").value == f"{4 / 11 * 100:.3g}%"
 
 
+def test_a_share_short_of_the_whole_context_is_not_100_percent():
+    # Mistral at 131,072 tokens: 32 layers of W = 4,096 reach 32·4095 + 1 = 131,041 of 131,072 tokens.
+    at = open_page(stack="mistral-7b-v0.1", n="131072", layer="32")
+    assert not at.exception and not at.error
+    assert metric(at, "Reach after layer").value == "131,041 tokens"
+    assert metric(at, "Share of its context").value == "99.98%"
+    assert metric(at, "Whole context").value == "not within 32"
+    assert any("draws on 131,041 of the 131,072 tokens of its context: it still grows" in c.value for c in at.caption)
+
+
 def test_layers_needed_says_why_never():
     # Causal: a later token never reaches an earlier one, however deep.
     at = open_page(n="64", pattern="sliding_window", window="4", token="10", src="50")
