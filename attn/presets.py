@@ -298,10 +298,16 @@ def reach_explanations(rules) -> list[str]:
             f"earlier layers gathered: after l layers token q draws on min(q+1, l·(W−1)+1) tokens. Mistral 7B's "
             f"32 layers × 4096 reach 32·4095+1 = 131,041 tokens, though each layer only looks 4096 back."
         )
-    if "chunked" in names:
+    if names == {"chunked"}:
         lines.append(
-            "Chunked attention never crosses a chunk boundary, however many layers are stacked: only a global (full) "
-            "layer connects chunks. That is why Llama 4 interleaves one global layer after every three chunked ones."
+            "Chunked attention never crosses a chunk boundary, however many layers are stacked: only a layer of another "
+            "kind connects chunks. That is why Llama 4 interleaves one global layer after every three chunked ones."
+        )
+    elif "chunked" in names:
+        others = " and ".join(sorted(names - {"chunked"}))
+        lines.append(
+            f"A chunked layer never crosses a chunk boundary; in this stack the {others} layers do, so the reach still "
+            "grows past the chunk (Llama 4 puts one global layer after every three chunked ones)."
         )
     if {"local_global", "bigbird"} & names:
         lines.append(

@@ -3,7 +3,7 @@
 import pytest
 
 from attn import masks as M
-from attn.presets import PATTERN_INFO, STACK_PRESETS, build_stack, default_params, rule_notes
+from attn.presets import PATTERN_INFO, STACK_PRESETS, build_stack, default_params, reach_explanations, rule_notes
 
 
 @pytest.mark.parametrize("pattern", M.PATTERNS)
@@ -69,3 +69,16 @@ def test_presets_build(name):
     p = STACK_PRESETS[name]
     stack = build_stack(p.spec, p.layers, 131072, name)
     assert len(list(stack)) == p.layers
+
+
+def test_chunk_explanation_matches_what_the_stack_reaches():
+    # Chunks alone: no depth crosses a boundary (BFS from the last token stays in its chunk).
+    # With a window layer in the stack, the reach does cross, and the text must not say it cannot.
+    from attn import reach as R
+    alone = [M.chunked(16)]
+    mixed = [M.sliding_window(2), M.chunked(16)]
+    assert R.reach_of_token(M.LayerStack("c", tuple(alone), 4), 64, 63, 4).counts[-1] == 16
+    assert R.reach_of_token(M.LayerStack("m", tuple(mixed), 4), 64, 63, 4).counts[-1] > 16
+    assert any("however many layers" in t for t in reach_explanations(alone))
+    text = " ".join(reach_explanations(mixed))
+    assert "however many layers" not in text and "the sliding_window layers do" in text
