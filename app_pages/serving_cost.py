@@ -191,7 +191,8 @@ with st.expander("Assumptions and formulas"):
   int4 counts the 4 bits only; group scales add a few percent. Preset parameter counts are computed from the
   published dimensions and match the published totals exactly.
 - **VRAM** = weights + KV + the allowance you set ({overhead_gib:g} GiB). Activations of a long prefill and the
-  framework's own buffers vary by engine; GPU capacities are nominal (a "80 GB" H100 shows ~79.6 GiB).
+  framework's own buffers vary by engine. A GPU's capacity is what its driver reports, not the size as
+  sold: {', '.join(f'{g.name} {kv.size_text(g.memory_bytes)}' for g in kv.GPUS)}.
 - **Attention FLOPs per generated token** = 4 × query heads × head dim × Σ tokens attended per layer
   (q·K and the weighted sum of V, 2 FLOPs per multiply-add); softmax left out. Weights: 2 × parameters.
 - **Linear attention state** (Katharopoulos et al., 2020): per layer and KV head a d×d matrix plus a d-vector,

@@ -128,10 +128,14 @@ def vram_figure(model: kv.ModelSpec, design: kv.Design, context: int, batch: int
            dash="dashdot", width=2.5)
     for gpu in gpus:
         _hline(fig, contexts, gpu.memory_bytes / GIB, gpu.name, "#AAAAAA", width=1, legend=False)
-    by_size: dict[int, list[str]] = {}
-    for gpu in gpus:  # one label per capacity: A100 and H100 share a line
-        by_size.setdefault(gpu.memory_bytes, []).append(gpu.name)
-    labels = [(memory / GIB, " / ".join(names)) for memory, names in sorted(by_size.items())]
+    # One label for capacities within 1% (A100 80 GiB and H100 79.65 GiB): their lines would overprint it.
+    groups: list[list[kv.GPU]] = []
+    for gpu in sorted(gpus, key=lambda g: g.memory_bytes):
+        if groups and gpu.memory_bytes <= groups[-1][0].memory_bytes * 1.01:
+            groups[-1].append(gpu)
+        else:
+            groups.append([gpu])
+    labels = [(max(g.memory_bytes for g in group) / GIB, " / ".join(g.name for g in group)) for group in groups]
     for (gib, text), side in zip(labels, label_sides(contexts, [ys, yf, [base] * len(contexts)], labels)):
         fig.add_annotation(x=side, xref="paper", y=float(np.log10(gib)), yref="y", text=text,
                            showarrow=False, xanchor="right" if side else "left", yanchor="bottom",

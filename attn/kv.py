@@ -124,12 +124,17 @@ class GPU:
     memory_bytes: int
 
 
-# Nominal capacities as sold (GiB). The runtime sees a little less (an H100 80GB reports ~79.6 GiB).
+# What the driver reports (nvidia-smi / NVML "total", MiB), not the capacity as sold: a "80 GB" H100 has
+# 79.65 GiB, a "141 GB" H200 140.4 GiB. Sources: Modal's table of NVML readings (H200, H100, A100;
+# thundergolfer.com/blog/nvidia-gpu-memory-capacity) and nvidia-smi printouts in public GitHub issues
+# (RTX 3060 12,288 MiB: geerlingguy/raspberry-pi-pcie-devices#790; RTX 4090 24,564 MiB: RLinf/RLinf#255;
+# RTX 5090 32,607 MiB: noonghunna/club-3090#617). The CUDA context and the engine take some more, which
+# is what the page's allowance is for.
 GPUS = tuple(
-    GPU(name, gib << 30)
-    for name, gib in (
-        ("RTX 3050 8 GB", 8), ("RTX 4090 24 GB", 24), ("RTX 5090 32 GB", 32),
-        ("A100 80 GB", 80), ("H100 80 GB", 80), ("H200 141 GB", 141),
+    GPU(name, mib << 20)
+    for name, mib in (
+        ("RTX 3060 12 GB", 12_288), ("RTX 4090 24 GB", 24_564), ("RTX 5090 32 GB", 32_607),
+        ("A100 80 GB", 81_920), ("H100 80 GB", 81_559), ("H200 141 GB", 143_771),
     )
 )
 

@@ -87,7 +87,8 @@ def test_change_preset_and_context(server, page):
     figs = {re.sub("</?b>", "", f["title"]).split(" (")[0]: f for f in figures(page)}
     assert set(figs) >= {"VRAM vs context", "KV cache vs context", "FLOPs per generated token"}, list(figs)
     vram = {t["name"]: t["y"] for t in figs["VRAM vs context"]["traces"]}
-    assert vram["H100 80 GB"] == [80, 80] and vram["H200 141 GB"] == [141, 141]
+    # Capacities as the driver reports them, in GiB: 81,559 MiB and 143,771 MiB.
+    assert vram["H100 80 GB"] == pytest.approx([81_559 / 1024] * 2) and vram["H200 141 GB"] == pytest.approx([143_771 / 1024] * 2)
     # Full attention has no cap: its KV curve ends at 1M tokens × 128 KiB = 128 GiB.
     kv_traces = {t["name"]: t["y"] for t in figs["KV cache vs context"]["traces"]}
     assert kv_traces["full attention"][-1] == pytest.approx(128.0)

@@ -122,13 +122,13 @@ def test_gpu_labels_sit_where_no_curve_crosses_their_line(key, batch):
 
     edge = int(contexts[-1] / 4)  # the right quarter (in log x, about a tenth) of the axis
     labels = {a.text: (a.x, 10 ** a.y) for a in fig.layout.annotations if "GB" in a.text}
-    assert set(labels) == {"RTX 3050 8 GB", "RTX 4090 24 GB", "RTX 5090 32 GB", "A100 80 GB / H100 80 GB",
+    assert set(labels) == {"RTX 3060 12 GB", "RTX 4090 24 GB", "RTX 5090 32 GB", "H100 80 GB / A100 80 GB",
                            "H200 141 GB"}
     for text, (side, gib) in labels.items():
         if side == 1:
             assert not crosses(gib, edge, int(contexts[-1])), f"{text}: a curve runs through its label"
     if key == "mistral-7b-v0.1" and batch == 1:
-        assert crosses(80, edge, int(contexts[-1])) and labels["A100 80 GB / H100 80 GB"][0] == 0
+        assert crosses(80, edge, int(contexts[-1])) and labels["H100 80 GB / A100 80 GB"][0] == 0
 
 
 def test_label_sides_move_off_a_curve_but_not_onto_another_label():

@@ -107,14 +107,14 @@ def test_context_for_saving_matches_a_scan():
 def test_largest_context_and_batch_on_a_gpu():
     llama = kv.PRESETS["llama-3.1-8b"]
     h100 = next(g for g in kv.GPUS if g.name.startswith("H100"))
-    budget = 80 * GiB - 2 * 8_030_261_248
+    budget = 81_559 * MiB - 2 * 8_030_261_248  # the 79.65 GiB an H100 80GB's driver reports
     fit = kv.fit_on(h100, llama, 32768)
     assert fit.max_context == budget // (128 * 1024) and not fit.unbounded
     assert fit.max_batch == budget // (4 * GiB) and fit.fits
     # one token more than the largest context does not fit
     assert kv.vram_bytes(llama, fit.max_context + 1) > h100.memory_bytes >= kv.vram_bytes(llama, fit.max_context)
-    small = next(g for g in kv.GPUS if g.name.startswith("RTX 3050"))
-    assert kv.fit_on(small, llama, 1024).max_context is None  # 16 GB of weights on an 8 GB card
+    small = next(g for g in kv.GPUS if g.name.startswith("RTX 3060"))
+    assert kv.fit_on(small, llama, 1024).max_context is None  # 16 GB of weights on a 12 GiB card
     assert kv.fit_on(small, llama, 1024, weight_dtype="int4").max_context > 0
     mistral = kv.PRESETS["mistral-7b-v0.1"]  # every layer capped: the cache stops growing
     assert kv.fit_on(h100, mistral, 32768).unbounded
