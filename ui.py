@@ -279,9 +279,12 @@ def plot(fig, key: str | None = None, filename: str = "figure") -> None:
     if presenter():
         fig = presenter_style(fig)
     fmt = st.session_state.get("img_fmt", "png")
+    # Laid out at half the slide size and drawn at scale 2: 1920 × 1080 pixels whose text is twice the
+    # size it would have in a 1920-wide layout, so titles and ticks read on a projected slide.
     width, height = SLIDE_PX
     config = PLOT_CONFIG_BASE | {
-        "toImageButtonOptions": {"format": fmt, "width": width, "height": height, "scale": 1, "filename": filename}
+        "toImageButtonOptions": {"format": fmt, "width": width // 2, "height": height // 2, "scale": 2,
+                                 "filename": filename}
     }
     st.plotly_chart(fig, width="stretch", config=config, key=key)
 

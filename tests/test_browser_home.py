@@ -64,6 +64,8 @@ def test_home_example_export_and_cards(server, page):
     wait_idle(page)
     svg = download_first_figure(page, "svg").read_text()
     assert svg.lstrip().startswith("<svg") and 'width="1920"' in svg and 'height="1080"' in svg
+    # Laid out at 960 × 540 and drawn at 2×: the text is twice as large on the slide as in a 1920-wide layout.
+    assert 'viewBox="0 0 960 540"' in svg
     assert_clean(page)
     screenshot_tall(page, "home.png", 1500)
 
