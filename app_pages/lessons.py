@@ -36,8 +36,12 @@ def go(delta: int) -> None:
 
 
 def reveal(q: lessons.Question) -> None:
+    guess = st.session_state.get(f"guess.{q.id}")
+    # A guess typed without Enter reaches the server with the click, but the box would then show empty:
+    # setting it from here sends the value back to the (now disabled) box.
+    st.session_state[f"guess.{q.id}"] = guess
     try:
-        st.session_state[f"_grade.{q.id}"] = lessons.grade(q, st.session_state.get(f"guess.{q.id}"))
+        st.session_state[f"_grade.{q.id}"] = lessons.grade(q, guess)
         st.session_state.pop(f"_guess_error.{q.id}", None)
     except ValueError as e:
         st.session_state[f"_guess_error.{q.id}"] = str(e)
@@ -62,7 +66,7 @@ def question_box(q: lessons.Question, number: int) -> None:
                      persist_state="session", on_change=clear_error, args=(q,))
         else:
             st.text_input(f"Your prediction{f' ({q.unit})' if q.unit else ''} — {q.tolerance_text()}", key=key,
-                          disabled=graded is not None, placeholder="a number: 12, 2.5k, 1.7e10, 17 billion",
+                          disabled=graded is not None, placeholder="a number: 12, 2.5k, 3e9, 4 billion",
                           persist_state="session", on_change=clear_error, args=(q,))
         if graded is None:
             st.button("Reveal the answer", key=f"reveal.{q.id}", on_click=reveal, args=(q,), type="primary")

@@ -36,6 +36,22 @@ def test_lesson_link_opens_the_same_step_and_settings(server, page):
     assert_clean(page)
 
 
+def test_a_guess_typed_without_enter_stays_in_its_box(server, page):
+    # A student types a guess and clicks Reveal straight away: the box keeps the guess, and it is graded
+    # against 131,072² = 17,179,869,184 pairs.
+    page.goto(server + "/lessons?lesson=sliding-window&step=1")
+    box = page.locator('[data-testid="stTextInput"] input').first
+    box.wait_for(timeout=WAIT_S * 1000)
+    wait_idle(page)
+    box.click()
+    box.press_sequentially("10000")
+    page.get_by_role("button", name="Reveal the answer").first.click()
+    page.get_by_text("Answer: 17,179,869,184", exact=False).wait_for(timeout=WAIT_S * 1000)
+    wait_idle(page)
+    assert box.is_disabled() and box.input_value() == "10000"
+    assert_clean(page)
+
+
 def test_benchmark_link_opens_the_same_run_settings(server, page):
     page.goto(server + "/benchmark?ns=256,512&heads=2&kvh=1&hd=32&backends=flex,sdpa_mask&pattern=sliding_window&window=64")
     page.get_by_role("heading", name="Benchmark").wait_for(timeout=WAIT_S * 1000)
