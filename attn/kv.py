@@ -245,8 +245,7 @@ def layer_caps(model: ModelSpec, design: Design) -> tuple:
     if design.kind == "sinks":
         _check_int("Sink tokens", design.sinks, 0, MAX_CONTEXT)
         return (design.sinks + design.window,) * n
-    if design.kind == "hybrid" and design.every < 1:
-        raise ValueError("A hybrid design needs a global layer every k layers (k ≥ 1).")
+    # every = 0: no global layer (the page's "0: none"); a hybrid of that kind is a plain sliding window.
     local = design.window
     if design.kind == "chunked":
         _check_int("Chunk", design.chunk, 1, MAX_CONTEXT)

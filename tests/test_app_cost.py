@@ -93,3 +93,12 @@ def test_a_saving_just_short_of_all_is_not_rounded_to_100_percent():
     kv_metric = next(m for m in at.metric if m.label == "KV cache")
     assert kv_metric.value == "512 MiB" and kv_metric.delta == "-99.6% vs full"
     assert "(99.6% saved)" in text(at)
+
+
+def test_hybrid_with_no_global_layer_is_the_sliding_window():
+    # The sidebar offers "every k-th layer global (0: none)": 0 must compute, as a window in every layer.
+    at = open_page(model="llama-3.1-8b", ctx="32768", design="hybrid", window="4096", every="0")
+    assert not at.exception and not at.error
+    # 32 layers × 4,096 tokens × 2 × 8 KV heads × 128 × 2 bytes = 512 MiB
+    assert metric(at, "KV cache") == kv.size_text(32 * 4096 * 2 * 8 * 128 * 2) == "512 MiB"
+    assert "32 of 32 layers keep at most 4,096 tokens" in text(at)

@@ -162,8 +162,13 @@ def test_bad_context_batch_design():
             kv.kv_bytes(m, bad)
     with pytest.raises(ValueError, match="Batch"):
         kv.kv_bytes(m, 10, batch=0)
-    with pytest.raises(ValueError, match="hybrid"):
-        kv.kv_bytes(m, 10, design=kv.Design("hybrid", every=0))
+    with pytest.raises(ValueError, match="Every k-th layer"):
+        kv.kv_bytes(m, 10, design=kv.Design("hybrid", every=-1))
+    # k = 0 means no global layer: the same cache as a sliding window in every layer.
+    none = kv.Design("hybrid", window=1024, every=0)
+    assert kv.layer_caps(m, none) == (1024,) * m.layers
+    assert kv.kv_bytes(m, 8192, design=none) == kv.kv_bytes(m, 8192, design=kv.Design("sliding", window=1024))
+    assert none.label == "sliding window 1,024, no global layer"
     with pytest.raises(ValueError, match="Unknown design"):
         kv.kv_bytes(m, 10, design=kv.Design("magic"))
     with pytest.raises(ValueError, match="Unknown dtype"):
