@@ -40,8 +40,9 @@ def dense_bytes(pattern, n, params, fmt):
     return buf.getvalue()
 
 
-def sidebar_rule(prefix, title, default):
-    """Pattern + parameter widgets; returns (pattern, params) or None with the error shown beside them."""
+def sidebar_rule(prefix, title, default, problems: list):
+    """Pattern + parameter widgets; returns (pattern, params), or None with the error shown beside them
+    and added to `problems` (the main area repeats it: presenter view hides the sidebar)."""
     pattern = ui.pattern_select(prefix, title, default)
     raw = ui.param_widgets(prefix, pattern, n)
     try:
@@ -49,6 +50,7 @@ def sidebar_rule(prefix, title, default):
         rule = masks.build(pattern, n, **params)
     except ValueError as e:
         ui.notice(e)
+        problems.append(f"{title}: {e}")
         return None
     for note in rule_notes(rule, n):
         st.info(note, icon=":material/info:")
@@ -104,13 +106,17 @@ for notice in ui.load_url_state("explorer"):
 with st.sidebar:
     ui.set_default("n", 64)
     n = st.number_input("Sequence length N", min_value=8, max_value=masks.MAX_N, step=1, key="n", help="8 to 131072 tokens")
-    a = sidebar_rule("", "Pattern", "sliding_window")
+    problems = []
+    a = sidebar_rule("", "Pattern", "sliding_window", problems)
     compare = st.checkbox("Compare with a second pattern", key="compare")
-    b = sidebar_rule("b_", "Pattern B", "local_global") if compare else None
+    b = sidebar_rule("b_", "Pattern B", "local_global", problems) if compare else None
     labels = st.checkbox("Token labels from a sample sentence", key="labels", disabled=n > figures.GRID_MAX_N)
 
 if a is None or (compare and b is None):
-    st.error("Fix the setting marked in the sidebar to see the mask.")
+    for problem in problems:
+        ui.notice(problem)
+    st.error("Fix the setting marked in the sidebar to see the mask."
+             + (" The sidebar is hidden in presenter view: switch it off at the top right." if ui.presenter() else ""))
     st.stop()
 
 image_format = st.session_state.get("img_fmt", "png")

@@ -107,9 +107,9 @@ ss = st.session_state
 design = kv.Design(kind, window=int(ss["window"]), every=int(ss["every"]), sinks=int(ss["sinks"]),
                    chunk=int(ss["chunk"]))
 overhead = int(overhead_gib * 2**30)
-if error:  # said in full beside the field; here only where to look
-    ui.notice("Nothing to compute until the custom model is fixed: see the message in the sidebar.", "info",
-              ":material/info:")
+if error:
+    # Repeated here: presenter view hides the sidebar.
+    ui.notice(f"Nothing to compute until the custom model is fixed: {error}", "info", ":material/info:")
     st.stop()
 try:
     r = kv.report(model, context, batch, wdtype, kvdtype, design, overhead)

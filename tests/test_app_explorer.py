@@ -128,3 +128,15 @@ def test_near_miss_keys_in_a_link_are_named_and_others_ignored():
     assert at.number_input(key="n").value == 64 and at.number_input(key="window").value == 8  # the defaults
     at.number_input(key="window").set_value(5).run()
     assert not at.warning  # the notices concern the link as opened
+
+
+def test_a_bad_setting_is_named_in_the_main_area_too():
+    # Presenter view hides the sidebar, so the main area must say what is wrong, not only where.
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params.update(pattern="local_global", global_tokens="5,999", n="64")
+    at.session_state["present"] = True
+    at.run()
+    assert not at.exception and not at.get("plotly_chart")
+    main = [e.value for e in at.main.error]
+    assert any("Pattern: Global token 999 does not exist in a sequence of 64 tokens" in m for m in main), main
+    assert any("hidden in presenter view" in m for m in main), main
