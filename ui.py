@@ -339,6 +339,13 @@ def write_url_state(state: dict, extra_keys=()) -> str:
     return base + "?" + urllib.parse.urlencode(params)
 
 
+def share_view(link: str) -> None:
+    """The page's "Share this view" expander: the link that reopens exactly this view."""
+    with st.expander("Share this view", icon=":material/link:"):
+        st.caption("This link reopens exactly this view, presenter view included (copy button on the right):")
+        st.code(link, language=None)
+
+
 def notice(message, kind: str = "error", icon: str | None = ":material/warning:") -> None:
     """A message box for text that quotes what a user typed or linked (errors, URL notices): shown as
     written, never as Markdown."""

@@ -194,4 +194,4 @@ state = {k: st.session_state[k] for k in st.session_state if not k.startswith("_
 state["n"] = max(ns) if ns else 512
 state["ns"] = ",".join(str(x) for x in sorted(ns))
 state["backends"] = ",".join(backends)
-ui.write_url_state(state, extra_keys=["ns", "heads", "kvh", "hd", "dtype", "backends"])
+ui.share_view(ui.write_url_state(state, extra_keys=["ns", "heads", "kvh", "hd", "dtype", "backends"]))

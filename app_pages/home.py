@@ -68,4 +68,4 @@ for i, (path, title, icon, _, blurb) in enumerate(cards):
         st.page_link(path, label=f"**{title}**", icon=icon)
         st.caption(blurb)
 
-ui.write_url_keys({"w": w, "layers": layers})
+ui.share_view(ui.write_url_keys({"w": w, "layers": layers}))

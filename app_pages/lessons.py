@@ -198,4 +198,4 @@ top[1].download_button("Download this lesson as a handout (HTML)", data=lambda: 
                        file_name=f"{lesson_id}-handout.html", mime="text/html", on_click="ignore", icon=":material/description:",
                        help="Every step's text and figure, the questions with room to answer, and the computed "
                             "answers at the end. One file; opens offline.")
-ui.write_url_keys(lessons.url_params(lesson_id, k, values))
+ui.share_view(ui.write_url_keys(lessons.url_params(lesson_id, k, values)))

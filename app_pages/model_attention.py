@@ -424,4 +424,4 @@ else:  # encoder
 
 state = {k: st.session_state[k] for k in st.session_state if not k.startswith("_")}
 state["n"] = n
-ui.write_url_state(state, extra_keys=[k for k in URL_KEYS if k in state and (k != "custom" or source == "custom")])
+ui.share_view(ui.write_url_state(state, extra_keys=[k for k in URL_KEYS if k in state and (k != "custom" or source == "custom")]))

@@ -204,5 +204,4 @@ except ValueError as e:
 
 state = {k: st.session_state[k] for k in st.session_state if not k.startswith("_")}
 link = ui.write_url_state(state, extra_keys=[k for k in URL_KEYS if k in state and (k != "custom" or source == "custom")])
-with st.expander("Share this view"):
-    st.code(link, language=None)
+ui.share_view(link)

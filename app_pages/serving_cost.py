@@ -202,5 +202,4 @@ with st.expander("Assumptions and formulas"):
 """)
 
 link = ui.write_url_keys({k: ss[k] for k in URL_KEYS if not k.startswith("c_") or model_key == "custom"})
-with st.expander("Share this view"):
-    st.code(link, language=None)
+ui.share_view(link)
