@@ -1,5 +1,7 @@
 """Lessons: guided steps with a live figure, predict-then-reveal questions, and a handout to download."""
 
+from urllib.parse import urlencode
+
 import streamlit as st
 
 import ui
@@ -180,7 +182,10 @@ with right:
     if target is not None and target.page in PAGE_TITLES:
         label = (f"Open this in {PAGE_TITLES[target.page]} with these settings" if target.params
                  else f"Open the {PAGE_TITLES[target.page]} page")
-        st.page_link(target.page, label=label, icon=":material/open_in_new:", query_params=target.query)
+        # A plain link, not st.page_link: its address carries the settings, so it can be copied or opened in
+        # a new tab (a page link's address is the bare page). It opens beside the lesson.
+        path = next(p[3] for p in ui.PAGES if p[0] == target.page)
+        st.markdown(f"[:material/open_in_new: {label}]({path}?{urlencode(target.query | ui.global_url_params())})")
 
 with left:
     first = sum(len(s.questions) for s in lesson.steps[: k - 1])

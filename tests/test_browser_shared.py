@@ -33,6 +33,9 @@ def test_lesson_link_opens_the_same_step_and_settings(server, page):
     # After 3 layers of an 8-token window the last of 48 tokens draws on min(48, 3·7 + 1) = 22 tokens.
     assert "draws on 22 tokens" in page.inner_text("body")
     wait_url(page, {"lesson": "sliding-window", "step": "5", "window": "8", "layers": "3"})
+    # The link to the full page carries the step's settings in its address (copyable, opens in a new tab).
+    href = page.locator("a", has_text="with these settings").first.get_attribute("href")
+    assert href.startswith("receptive-field?") and "window=8" in href and "layers=3" in href, href
     assert_clean(page)
 
 
