@@ -287,7 +287,7 @@ def reach_map_figure(sets: np.ndarray, token: int, labels: list[str] | None = No
     )
     fig.add_vline(x=token, line=dict(color="#e66101", width=2))
     fig.update_layout(
-        title=f"Receptive field of token {token:,}, layer by layer (orange line: the token)",
+        title=f"Receptive field of token {token:,}, layer by layer (the line marks the token)",
         height=min(700, 160 + 14 * layers),
         margin=dict(l=10, r=10, t=50, b=10),
         plot_bgcolor="white",

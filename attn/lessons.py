@@ -488,7 +488,7 @@ def _reach_map(w: int, layers: int) -> go.Figure:
     result = reach.reach_of_token(masks.sliding_window(w), n, n - 1, layers)
     fig = figures.reach_map_figure(result.sets, n - 1)
     # Taller rows than the Receptive Field page's: a handful of layers must read as a picture here.
-    fig.update_layout(title=f"Sliding window W = {w}: inputs (green) that can reach token {n - 1} (orange line)",
+    fig.update_layout(title=f"Sliding window W = {w}: inputs that can reach token {n - 1} (the line marks it)",
                       height=240 + 28 * layers)
     fig.update_yaxes(dtick=1)
     fig.update_xaxes(dtick=4)
