@@ -23,7 +23,7 @@ DTYPES = ["bfloat16", "float16", "float32"] if ON_GPU else ["float32"]
 # field names and full precision; "localized" groups thousands (276,824,064 bytes).
 TABLE_COLUMNS = {
     "backend": ("backend", "naive: the textbook code · sdpa_mask: SDPA with a dense bool mask · sdpa_causal: SDPA "
-                "is_causal, the full-attention reference · flex: FlexAttention with a BlockMask", None),
+                "is_causal, the causal reference (the whole past) · flex: FlexAttention with a BlockMask", None),
     "n": ("N", "sequence length", "localized"),
     "status": ("status", "ok, skipped (the memory estimate is over budget), oom or error; see reason", None),
     "time_ms": ("median (ms)", "median kernel time over the repeats, after warm-up", "%.3f"),
@@ -91,9 +91,10 @@ def show_results(rows, where: str, key: str):
 
 st.title("Benchmark")
 st.caption(
-    "The same mask through three backends: the textbook code (`naive`), SDPA with a dense boolean mask "
-    "(`sdpa_mask`) and FlexAttention with a BlockMask (`flex`, compiled once); and SDPA on the plain causal mask "
-    "(`sdpa_causal`) as the full-attention reference. Median kernel time after warm-up; compile and mask-build times apart; "
+    "Four backends. Three run the same mask: the textbook code (`naive`), SDPA with a dense boolean mask "
+    "(`sdpa_mask`) and FlexAttention with a BlockMask (`flex`, compiled once); the fourth, SDPA on the plain causal "
+    "mask (`sdpa_causal`), is the reference: attention to the whole past. Median kernel time after warm-up; "
+    "compile and mask-build times apart; "
     "peak memory measured; sizes that would not fit are skipped with the reason."
 )
 for notice in ui.load_url_state("bench", extra=URL_KEYS):

@@ -522,22 +522,6 @@ LESSON_1 = Lesson(
                            f"N = {2 * v['n']}: **{pairs(masks.full(), 2 * v['n']):,}**.",
         ),
         Step(
-            "How the cost grows",
-            "Counting pairs at longer lengths shows the difference between **quadratic** and **linear** growth. "
-            "On these log-log axes N² is a line twice as steep as N·W.\n\n"
-            "- full: N² pairs\n- causal: N(N+1)/2, half of full, still quadratic\n"
-            "- sliding window: each query sees at most W keys, so about N·W: linear in N\n\n"
-            "Move W: past N = W the window line shifts up or down but keeps its slope; below it, a window of W "
-            "holds every earlier token, so its line is the causal one.",
-            figure=lambda v: lf.pairs_growth_figure(v["window"]),
-            controls=(Control("window", "Window W (tokens)", (256, 512, 1024, 2048, 4096, 8192), 4096,
-                              fmt=lambda x: f"{x:,}"),),
-            link=lambda v: link(EXPLORER, pattern="sliding_window", window=v["window"], n=BIG_N),
-            note=lambda v: f"At N = {BIG_N:,}, a window of {v['window']:,} keeps "
-                           f"**{pairs(masks.sliding_window(v['window']), BIG_N) / pairs(masks.causal(), BIG_N):.1%}** "
-                           "of causal attention's pairs.",
-        ),
-        Step(
             "Causal: never look ahead",
             "A language model predicts the next token, so a token may not look at tokens after it: **causal** "
             "attention keeps only the lower triangle (key k ≤ query q). That halves the work but it still grows "
@@ -560,6 +544,22 @@ LESSON_1 = Lesson(
             questions=(_q_cheapest(),),
             note=lambda v: f"Each row has at most {v['window']} allowed cells: "
                            f"**{pairs(masks.sliding_window(v['window']), 32):,}** pairs at N = 32.",
+        ),
+        Step(
+            "How the cost grows",
+            "Now count the pairs of all three at longer lengths: that shows **quadratic** against **linear** growth. "
+            "On these log-log axes N² is a line twice as steep as N·W.\n\n"
+            "- full: N² pairs\n- causal: N(N+1)/2, half of full, still quadratic\n"
+            "- sliding window: each query sees at most W keys, so about N·W: linear in N\n\n"
+            "Move W: past N = W the window line shifts up or down but keeps its slope; below it, a window of W "
+            "holds every earlier token, so its line is the causal one.",
+            figure=lambda v: lf.pairs_growth_figure(v["window"]),
+            controls=(Control("window", "Window W (tokens)", (256, 512, 1024, 2048, 4096, 8192), 4096,
+                              fmt=lambda x: f"{x:,}"),),
+            link=lambda v: link(EXPLORER, pattern="sliding_window", window=v["window"], n=BIG_N),
+            note=lambda v: f"At N = {BIG_N:,}, a window of {v['window']:,} keeps "
+                           f"**{pairs(masks.sliding_window(v['window']), BIG_N) / pairs(masks.causal(), BIG_N):.1%}** "
+                           "of causal attention's pairs.",
         ),
         Step(
             "Information travels one window per layer",
@@ -1004,10 +1004,11 @@ LESSON_3 = Lesson(
         ),
         Step(
             "Measured: time and memory on a CPU",
-            "Masked attention timed for real, three backends computing the same mask: **naive** (the "
+            "Masked attention timed for real, through four backends. Three compute the same mask: **naive** (the "
             "textbook code: an N × N score matrix, masked, softmax), **sdpa_mask** (PyTorch's fused kernel with a "
-            "dense boolean mask) and **flex** (FlexAttention with a block mask built from the rule); and "
-            "**sdpa_causal**, the fused kernel on the plain causal mask, as the full-attention reference. Times are medians after warm-up; "
+            "dense boolean mask) and **flex** (FlexAttention with a block mask built from the rule). The fourth, "
+            "**sdpa_causal**, runs the fused kernel on the plain causal mask: the cost of attending to the whole "
+            "past, which a sparse mask should beat. Times are medians after warm-up; "
             "the title says where and when they were recorded.",
             figure=lambda v: bench_figure(bench_rows(), v["metric"]),
             note=lambda v: bench_note(bench_rows()),

@@ -82,7 +82,7 @@ def test_reach_figure_follows_its_controls():
 
 
 def test_mask_figures_show_the_rule():
-    s = lessons.LESSON_1.steps[3]  # sliding window on 32 tokens
+    s = lessons.LESSON_1.steps[2]  # sliding window on 32 tokens
     z = np.array(s.build_figure({"window": 5}).data[0].z)
     q, k = np.indices((32, 32))
     assert (z.astype(bool) == ((k <= q) & (q - k < 5))).all()
