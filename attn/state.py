@@ -59,8 +59,10 @@ def parse_param(spec: ParamSpec, text: str):
 def parse_bounded_int(text: str, label: str, lo: int, hi: int) -> int:
     t = str(text).strip()
     digits = t[1:] if t.startswith("-") else t
-    if not (digits.isascii() and digits.isdigit()) or len(t) > 12:  # '²'.isdigit() is True, int('²') fails
+    if not (digits.isascii() and digits.isdigit()):  # '²'.isdigit() is True, int('²') fails
         raise ValueError(f"{label} must be a whole number, got '{t[:20]}'.")
+    if len(digits.lstrip("0")) > 12:  # a whole number, but far out of range: not worth converting
+        raise ValueError(f"{label} must be within {lo}..{hi}, got {t[:20]}{'…' if len(t) > 20 else ''}.")
     v = int(t)
     if not lo <= v <= hi:
         raise ValueError(f"{label} must be within {lo}..{hi}, got {v}.")

@@ -55,6 +55,11 @@ def test_unicode_digits_are_refused_with_a_sentence():
         with pytest.raises(ValueError, match="must be a whole number"):
             parse_bounded_int(text, "N", 1, 100)
     assert parse_bounded_int(" -3 ", "N", -5, 5) == -3
+    # A whole number far out of range says so, rather than that it is not a whole number.
+    for text, shown in (("1000000000000", "1000000000000"), ("-1" + "0" * 30, "-1" + "0" * 18 + "…")):
+        with pytest.raises(ValueError, match=f"N must be within 1..100, got {shown}"):
+            parse_bounded_int(text, "N", 1, 100)
+    assert parse_bounded_int("0000000000000007", "N", 1, 100) == 7  # leading zeros are no size
 
 
 # Unknown keys that are near misses of a known one get a hint; other unknown keys stay silent.
