@@ -246,8 +246,22 @@ _SCALE = {
 }
 
 
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?"
+# Units a student may type for a memory answer; only the question's own unit is read as it.
+_MEMORY_UNITS = ("b", "kb", "kib", "mb", "mib", "gb", "gib", "tb", "tib", "bytes", "g", "gig")
+
+
+def _power(base: float, exponent: float) -> float:
+    try:
+        return base ** exponent
+    except OverflowError:
+        return math.inf
+
+
 def parse_guess(text, unit: str = "") -> float:
-    """A typed guess -> a number. Accepts 1,234 · 1 234 · 1.7e10 · 17 billion · 20k · 2.5M · 48% · 16 GiB."""
+    """A typed guess -> a number. Accepts 1,234 · 1 234 · 1.7e10 · 17 billion · 20k · 2.5M · 2^34 ·
+    1.7×10^10 · 131,072² · 48% (a % question) · 16 GiB (a GiB question)."""
+    shown = str(text).strip()[:30]
     t = str(text).strip().lower()
     if not t:
         raise ValueError("Type a number first: make your prediction, then reveal.")
@@ -255,12 +269,33 @@ def parse_guess(text, unit: str = "") -> float:
         raise ValueError("That is too long for a number; type digits such as 12, 2.5k or 17 billion.")
     if unit and t.endswith(unit.lower()):
         t = t[: -len(unit)].strip()
+    if t.endswith("%") and unit != "%":
+        raise ValueError(f"'{shown}' is a percentage, but this question asks for "
+                         + (f"an amount in {unit}." if unit else "a count, not a share."))
     t = t.rstrip("%").strip()
+    # 48,4 is a decimal comma, not forty-eight thousand and four hundred: commas only group by threes.
+    if re.search(r"\d,(?=\d)(?!\d{3}(?!\d))", t):
+        raise ValueError(f"'{shown}': write decimals with a point (48.4); a comma only groups thousands (1,234).")
     t = re.sub(r"(?<=\d)[,_ ](?=\d)", "", t)
-    m = re.fullmatch(r"([-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?)\s*([a-z]*)", t)
-    if not m or (m.group(2) and m.group(2) not in _SCALE):
-        raise ValueError(f"'{str(text).strip()[:30]}' is not a number; type digits such as 12, 2.5k or 17 billion.")
-    value = float(m.group(1)) * _SCALE.get(m.group(2), 1.0)
+    t = t.replace("×", "x").replace("·", "x").replace("**", "^")
+    value = None
+    if m := re.fullmatch(rf"({_NUMBER})\s*[x*]\s*10\s*\^\s*([-+]?\d{{1,3}})", t):  # 1.7×10^10
+        value = float(m.group(1)) * _power(10.0, int(m.group(2)))
+    elif m := re.fullmatch(rf"({_NUMBER})\s*\^\s*(\d{{1,3}})", t):  # 2^34
+        value = _power(float(m.group(1)), int(m.group(2)))
+    elif m := re.fullmatch(rf"({_NUMBER})\s*([²³])", t):  # 131,072²
+        value = _power(float(m.group(1)), 2 if m.group(2) == "²" else 3)
+    elif m := re.fullmatch(rf"({_NUMBER})\s*([a-z]*)", t):
+        suffix = m.group(2)
+        if unit and suffix in _MEMORY_UNITS:
+            raise ValueError(f"'{shown}': this question is in {unit}; type the number alone (16) or with its unit "
+                             f"(16 {unit}).")
+        if suffix and suffix not in _SCALE:
+            m = None
+        else:
+            value = float(m.group(1)) * _SCALE.get(suffix, 1.0)
+    if value is None:
+        raise ValueError(f"'{shown}' is not a number; type digits such as 12, 2.5k or 17 billion.")
     if not math.isfinite(value):
         raise ValueError("That number is too large.")
     return value
@@ -342,6 +377,18 @@ def option_values(question: Question, sol) -> tuple[tuple[str, str], ...]:
     return tuple((c, fmt_number(v, question.unit) + unit) for c, v in zip(question.choices, sol))
 
 
+def _answer_apart_from(right: float, guess: float, unit: str) -> str:
+    """The answer as shown, with more digits where the short form would equal an inexact guess
+    ("Answer: 48.44%" beside a guess of 48.4, not "48.4%")."""
+    text = fmt_number(right, unit)
+    typed = f"{guess:g}%" if unit == "%" else fmt_number(guess, unit)
+    for digits in range(2, 8):
+        if guess == right or text != typed:
+            break
+        text = f"{right:.{digits}f}%" if unit == "%" else fmt_number(float(f"{right:.{digits + 2}g}"), unit)
+    return text
+
+
 def grade(question: Question, guess) -> Grade:
     """Compare a guess (a number or typed text; a choice label or index) with the computed answer."""
     sol = solve(question)
@@ -367,7 +414,8 @@ def grade(question: Question, guess) -> Grade:
                 how += f"; a share typed as a fraction? {g:g} is {g * 100:g}%"
             summary = f"Right: {how}, {question.tolerance_text()}." if correct else \
                 f"Off: {how}; {question.tolerance_text()}."
-        return Grade(question.id, g, right, fmt_number(right, question.unit), correct, diff, rel, summary, explanation)
+        return Grade(question.id, g, right, _answer_apart_from(right, g, question.unit), correct, diff, rel, summary,
+                     explanation)
     if isinstance(guess, int) and not isinstance(guess, bool) and 0 <= guess < len(question.choices):
         guess = question.choices[guess]
     if guess not in question.choices:

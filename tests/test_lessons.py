@@ -363,10 +363,36 @@ def test_grade_choices():
 
 @pytest.mark.parametrize("text,value", [
     ("8", 8), ("1,234", 1234), ("1 234 567", 1234567), ("17e9", 17e9), ("1.7E10", 1.7e10), ("17 billion", 17e9),
-    ("20k", 20000), ("2.5M", 2.5e6), ("48.4%", 48.4), (" 16 GiB ", 16), ("-3", -3), (".5", 0.5),
+    ("20k", 20000), ("2.5M", 2.5e6), (" 16 GiB ", 16), ("-3", -3), (".5", 0.5),
+    # Powers, as the explanations write them (131,072² pairs): values by hand.
+    ("2^34", 17_179_869_184), ("2**34", 17_179_869_184), ("131,072²", 17_179_869_184), ("1.7×10^10", 1.7e10),
+    ("1.7 x 10^10", 1.7e10), ("4*10^3", 4000),
 ])
 def test_parse_guess(text, value):
     assert lessons.parse_guess(text, "GiB") == pytest.approx(value)
+
+
+@pytest.mark.parametrize("text, unit, message", [
+    ("48,4", "%", "write decimals with a point"),  # a decimal comma, not 484
+    ("1,23", "", "write decimals with a point"),
+    ("50%", "", "asks for a count, not a share"),
+    ("16GB", "GiB", "this question is in GiB"), ("16 gb", "GiB", "this question is in GiB"),
+    ("16g", "GiB", "this question is in GiB"),  # not 16 × 10⁹ GiB
+    ("9^999", "", "too large"),
+])
+def test_parse_guess_explains_a_slip(text, unit, message):
+    with pytest.raises(ValueError, match=message):
+        lessons.parse_guess(text, unit)
+    assert lessons.parse_guess("48.4%", "%") == 48.4 and lessons.parse_guess("1,234,567", "") == 1_234_567
+
+
+def test_the_answer_shown_differs_from_an_inexact_guess():
+    # Gemma 2's saving is 48.4375%: a guess of 48.4 is graded right but is not the answer, so the answer
+    # shows the digits that tell them apart.
+    q = next(q for s in lessons.LESSON_2.steps for q in s.questions if q.id.startswith("gemma"))
+    assert lessons.solve(q) == pytest.approx(48.4375)
+    assert lessons.grade(q, "48.4").answer_text == "48.44%"
+    assert lessons.grade(q, "50").answer_text == "48.4%"
 
 
 @pytest.mark.parametrize("text", ["", "   ", "eight", "1..2", "12 apples", "1e999", "9" * 50, None])
