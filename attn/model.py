@@ -152,6 +152,36 @@ class Encoded:
         return f"Only the first {self.n:,} of {self.total_tokens:,} tokens are used."
 
 
+def _byte_level_alphabet() -> dict[str, int]:
+    """Byte-level BPE (GPT-2, SmolLM2) writes each byte as a printable character: bytes that are
+    printable Latin-1 stand for themselves, the other 68 are moved to U+0100 onwards in order."""
+    kept = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    moved = [b for b in range(256) if b not in kept]
+    return {chr(b): b for b in kept} | {chr(256 + i): b for i, b in enumerate(moved)}
+
+
+_BYTE_OF = _byte_level_alphabet()
+
+
+def token_pieces(tokenizer, ids) -> tuple[str, ...]:
+    """A label per token: the token decoded on its own. A token that holds part of a character's UTF-8
+    bytes (an emoji split in two) decodes to U+FFFD; it is labelled with its bytes instead (" ⟨F0 9F 98⟩")."""
+    ids = [int(i) for i in ids]
+    pieces = [tokenizer.decode([i]) for i in ids]
+    for j, piece in enumerate(pieces):
+        if "\ufffd" not in piece:
+            continue
+        raw_token = tokenizer.convert_ids_to_tokens(ids[j])
+        if not isinstance(raw_token, str) or any(c not in _BYTE_OF for c in raw_token):
+            continue  # not a byte-level token: keep what decode gave
+        raw = bytes(_BYTE_OF[c] for c in raw_token)
+        try:
+            pieces[j] = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            pieces[j] = raw[: e.start].decode("utf-8") + "⟨" + " ".join(f"{b:02X}" for b in raw[e.start:]) + "⟩"
+    return tuple(pieces)
+
+
 def _encode_with(tokenizer, text: str, max_tokens: int | None, special_tokens: bool) -> Encoded:
     # The whole text is tokenized to count it (and cut below): verbose=False drops the tokenizer's
     # "longer than the maximum sequence length" warning, which the cut makes moot.
@@ -163,8 +193,7 @@ def _encode_with(tokenizer, text: str, max_tokens: int | None, special_tokens: b
         ids, offsets = ids[:max_tokens], offsets[:max_tokens]
         if special_tokens and tokenizer.sep_token_id is not None:
             ids[-1], offsets[-1] = tokenizer.sep_token_id, (0, 0)  # an encoder input still ends with [SEP]
-    pieces = tuple(tokenizer.decode([i]) for i in ids)
-    return Encoded(text, tuple(ids), tuple(offsets), pieces, total)
+    return Encoded(text, tuple(ids), tuple(offsets), token_pieces(tokenizer, ids), total)
 
 
 def encode(text: str, max_tokens: int | None = None, max_chars: int | None = None) -> Encoded:
@@ -506,7 +535,7 @@ def attention_maps(text_or_ids, rule: Target = None, layers: Sequence[int] | Non
         out = _call(lm, rule, input_ids=ids, output_attentions=True, logits_to_keep=1)
     # out.attentions: one (1, H, N, N) tensor per layer; keep only the chosen ones.
     weights = torch.stack([out.attentions[l][0] for l in layers]).float().cpu().numpy()
-    pieces = tuple(lm.tokenizer.decode([i]) for i in ids[0].tolist())
+    pieces = token_pieces(lm.tokenizer, ids[0].tolist())
     return AttentionMaps(target_label(rule), layers, weights, pieces)
 
 

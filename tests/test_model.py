@@ -6,6 +6,7 @@ Sequences are short (≤ 160 tokens) so the file runs in about a minute on 2 CPU
 
 import json
 import math
+import re
 import subprocess
 import sys
 
@@ -290,3 +291,16 @@ def test_hardest_tokens_against_a_hand_example():
     assert model.hardest_tokens(ids, masked, full, None, top=1)[0].copy_in_view is None
     near = model.hardest_tokens([1, 2, 2], np.array([0.0, 2.0]), np.zeros(2), window2[:3, :3], top=1)[0]
     assert (near.token, near.copy_distance, near.copy_in_view) == (2, 1, True)
+
+
+def test_a_split_emoji_is_labelled_with_its_bytes(lm):
+    # Byte-level BPE splits 😀 over tokens that decode alone to U+FFFD; their labels must show the
+    # bytes instead, and those bytes, joined, are the emoji's UTF-8 encoding.
+    text = "I love 😀 pizza 🍕 and café"
+    ids = lm.tokenizer(text)["input_ids"]
+    pieces = model.token_pieces(lm.tokenizer, ids)
+    assert all("\ufffd" not in p for p in pieces), pieces
+    assert "".join(lm.tokenizer.decode([i]) for i in ids).count("\ufffd") >= 2  # what plain decode shows
+    hexes = " ".join(h for p in pieces for h in re.findall(r"⟨([0-9A-F ]+)⟩", p))
+    assert bytes.fromhex(hexes) == "😀🍕".encode()
+    assert [p for p in pieces if "⟨" not in p] == ["I", " love", " pizza", " and", " café"]
