@@ -9,7 +9,7 @@ import streamlit as st
 import ui
 from attn import bench_model, masks, model, model_figures
 from attn.jobs import Cancelled
-from attn.presets import STACK_PRESETS, build_stack
+from attn.presets import STACK_PRESETS, build_stack, rule_notes
 from attn.render import dense_numpy, first_cut_row
 from attn.state import parse_bounded_int, parse_choice
 from attn.text import count, markdown_literal, shorten
@@ -211,6 +211,9 @@ if view != SECTIONS[-1]:  # the encoder view has its own model, tokenizer and pa
     if enc.notice:
         st.caption(f":material/content_cut: {enc.notice}")
     st.markdown(f"**{count(n, 'token')}** under **{markdown_literal(label)}** · model on **{info.device}**")
+    if isinstance(target, masks.MaskRule):  # a window as long as this text masks nothing: say so before the maps
+        for note in rule_notes(target, n):
+            st.info(note, icon=":material/info:")
 view = st.segmented_control("Show", SECTIONS, key="view", label_visibility="collapsed") or SECTIONS[0]
 if n < 2 and view != SECTIONS[-1]:
     # Every decoder view reads one token to predict the next; the encoder view counts its own tokens.

@@ -124,3 +124,12 @@ def test_a_one_token_text_gets_one_plain_message():
         "Type a longer text, or pick the encoder view."]
     assert any("**1 token**" in m.value for m in at.markdown)
     assert not at.get("plotly_chart")
+
+
+def test_a_window_longer_than_the_text_is_noted():
+    # 16 tokens under a 64-token window: the mask changes nothing, and the page says so.
+    at = open_page(doc="story", tokens="16", window="64", view="Attention maps")
+    assert not at.exception
+    assert any("Window 64 ≥ N = 16" in i.value and "no effect" in i.value for i in at.info), [i.value for i in at.info]
+    at = open_page(doc="story", tokens="16", window="8", view="Attention maps")
+    assert not any("no effect" in i.value for i in at.info)
