@@ -169,6 +169,7 @@ for gpu in kv.GPUS:
     g = kv.fit_on(gpu, model, context, batch, wdtype, kvdtype, kv.Design("full"), overhead)
     rows.append({
         "GPU": gpu.name,
+        "memory (driver)": kv.size_text(gpu.memory_bytes),
         "fits now": "yes" if f.fits else "no",
         "largest context": context_text(f),
         "largest context, full attention": context_text(g),

@@ -44,6 +44,7 @@ def test_url_opens_gemma_with_batch_and_fit_table():
     assert "never exceed 50%" in text(at)
     df = at.dataframe[0].value
     h100 = df[df["GPU"] == "H100 80 GB"].iloc[0]
+    assert h100["memory (driver)"] == "79.6 GiB"  # 81,559 MiB, what its driver reports
     budget = 81_559 * 2**20 - 2 * kv.PUBLISHED_PARAMS["gemma-2-9b"]  # 79.65 GiB, as the H100's driver reports
     per_seq_8k = 21 * 8192 * (8192 + 4096)
     assert h100["largest batch at 8k"] == budget // per_seq_8k
