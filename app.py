@@ -30,7 +30,10 @@ with st.sidebar:
              format_func=str.upper, help=f"{ui.SLIDE_PX[0]}×{ui.SLIDE_PX[1]} pixels, for slides")
 top = st.columns([5, 1])
 top[1].toggle("Presenter view", key="present", help="Large type, high-contrast colour-blind-safe figures, "
-              "side controls hidden. Kept in the page's link.")
+              "side controls folded away (the arrow at the top left opens them). Kept in the page's link.")
+# Presenter view folds the side controls away rather than removing them: the arrow at the top left
+# brings them back to change a setting in front of the room.
+st.set_page_config(initial_sidebar_state="collapsed" if ui.presenter() else "expanded")
 if ui.presenter():
     st.html(ui.PRESENTER_CSS)
 nav.run()

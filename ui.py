@@ -58,8 +58,6 @@ PAGES = [
 
 
 PRESENTER_CSS = """<style>
-section[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [data-testid="stSidebarCollapseButton"] {
-  display: none !important; }
 .stMainBlockContainer { max-width: 100% !important; padding-left: 2rem; padding-right: 2rem; }
 .stMainBlockContainer p, .stMainBlockContainer li, .stMainBlockContainer label { font-size: 1.45rem !important; }
 .stMainBlockContainer h1 { font-size: 3.2rem !important; }

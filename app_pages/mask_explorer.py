@@ -42,7 +42,7 @@ def dense_bytes(pattern, n, params, fmt):
 
 def sidebar_rule(prefix, title, default, problems: list):
     """Pattern + parameter widgets; returns (pattern, params), or None with the error shown beside them
-    and added to `problems` (the main area repeats it: presenter view hides the sidebar)."""
+    and added to `problems` (the main area repeats it: presenter view folds the sidebar away)."""
     pattern = ui.pattern_select(prefix, title, default)
     raw = ui.param_widgets(prefix, pattern, n)
     try:
@@ -116,7 +116,7 @@ if a is None or (compare and b is None):
     for problem in problems:
         ui.notice(problem)
     st.error("Fix the setting marked in the sidebar to see the mask."
-             + (" The sidebar is hidden in presenter view: switch it off at the top right." if ui.presenter() else ""))
+             + (" Presenter view folds the sidebar away: the arrow at the top left opens it." if ui.presenter() else ""))
     st.stop()
 
 image_format = st.session_state.get("img_fmt", "png")

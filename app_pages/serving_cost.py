@@ -108,7 +108,7 @@ design = kv.Design(kind, window=int(ss["window"]), every=int(ss["every"]), sinks
                    chunk=int(ss["chunk"]))
 overhead = int(overhead_gib * 2**30)
 if error:
-    # Repeated here: presenter view hides the sidebar.
+    # Repeated here: presenter view folds the sidebar away.
     ui.notice(f"Nothing to compute until the custom model is fixed: {error}", "info", ":material/info:")
     st.stop()
 try:

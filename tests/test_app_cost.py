@@ -79,7 +79,7 @@ def test_custom_model_errors_are_messages():
     assert any("cannot exceed" in e.value for e in at.error)
     at = open_page(model="custom", c_layers="4", c_qh="8", c_kvh="2", c_hd="64", c_params="1", c_windows="64, full")
     assert any("2 entries but the model has 4 layers" in e.value for e in at.error)
-    # The sidebar's error, and the main area says it again (presenter view hides the sidebar).
+    # The sidebar's error, and the main area says it again (presenter view folds the sidebar away).
     assert len(at.error) == 1 and any("fixed: The window list has 2 entries" in i.value for i in at.main.info), \
         [i.value for i in at.main.info]
     at.text_input(key="c_windows").set_value("64, full, 64, full").run()

@@ -131,7 +131,7 @@ def test_near_miss_keys_in_a_link_are_named_and_others_ignored():
 
 
 def test_a_bad_setting_is_named_in_the_main_area_too():
-    # Presenter view hides the sidebar, so the main area must say what is wrong, not only where.
+    # Presenter view folds the sidebar away, so the main area must say what is wrong, not only where.
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     at.query_params.update(pattern="local_global", global_tokens="5,999", n="64")
     at.session_state["present"] = True
@@ -139,4 +139,4 @@ def test_a_bad_setting_is_named_in_the_main_area_too():
     assert not at.exception and not at.get("plotly_chart")
     main = [e.value for e in at.main.error]
     assert any("Pattern: Global token 999 does not exist in a sequence of 64 tokens" in m for m in main), main
-    assert any("hidden in presenter view" in m for m in main), main
+    assert any("the arrow at the top left opens it" in m for m in main), main

@@ -43,7 +43,7 @@ def test_presenter_view_and_figure_format_come_from_the_url():
     assert not at.exception
     assert at.toggle(key="present").value is True
     assert at.radio(key="img_fmt").value == "svg"
-    assert any("stSidebar" in h.proto.body for h in at.get("html"))  # the CSS that hides the side controls
+    assert any("stMainBlockContainer" in h.proto.body for h in at.get("html"))  # the presenter's large type
     assert at.query_params["present"] == "1" and at.query_params["img_fmt"] == "svg"
     at = open_app(present="maybe", w="99")
     assert not at.exception

@@ -104,5 +104,9 @@ def test_presenter_view_hides_controls_and_is_kept_in_the_link(server, page):
     # The link reopens the presenter view.
     page.goto(page.url)
     page.locator(".js-plotly-plot").first.wait_for(timeout=WAIT_S * 1000)
-    assert not page.locator('section[data-testid="stSidebar"]').is_visible()
+    assert not sidebar.is_visible()
+    # Folded away, not removed: the arrow at the top left brings the controls back to change a setting.
+    page.locator('[data-testid="stExpandSidebarButton"]').click()
+    sidebar.wait_for(state="visible", timeout=WAIT_S * 1000)
+    assert sidebar.get_by_label("Window W", exact=True).is_visible()
     assert_clean(page)
