@@ -27,7 +27,7 @@ from attn import rules
 from attn.presets import PARAMS, PATTERN_INFO, PICKABLE, default_params
 from attn.state import (INT_MAX, decode_keys, encode_view, format_int_list, near_miss_notices, parse_choice,
                         parse_int_list, view_parsers)
-from attn.text import markdown_literal
+from attn.text import markdown_literal, share_text
 
 PLOT_CONFIG_BASE = {"displaylogo": False, "toImageButtonOptions": {"scale": 2}}
 # Slide resolution for the camera button: 1920 × 1080 pixels, as PNG or SVG (sidebar choice).
@@ -406,13 +406,5 @@ def hashable_params(params: dict) -> tuple:
     return tuple(sorted((k, tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in params.items()))
 
 
-def share(x: float) -> str:
-    """A percentage with three significant digits, so 0.003% does not print as 0.00%; a share short of
-    all never prints as 100% (131,041 of 131,072 tokens is 99.98%, not the whole context)."""
-    if x == 0:
-        return "0%"
-    for digits in range(3, 10):
-        text = f"{x * 100:.{digits}g}%"
-        if x >= 1 or float(text[:-1]) < 100:
-            return text
-    return "> 99.9999999%"
+# The pages' percentages (attn.text.share_text: three significant digits, never a false 100%).
+share = share_text

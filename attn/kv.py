@@ -477,7 +477,8 @@ def verdict(model: ModelSpec, context: int, batch: int = 1, weight_dtype: str = 
         s2048 = kv_saving(model, 2048, design)
         smallest = min(c for c in caps if c is not None)
         if s2048 == 0:
-            span = "chunk" if design.kind == "chunked" else "window"
+            span = {"chunked": "chunk", "sinks": f"cap ({design.sinks:,} sinks + a {design.window:,}-token window)"}.get(
+                design.kind, "window")
             lines.append(f"**Below 2,048 tokens:** nothing is saved, nor up to {smallest:,} tokens: a capped layer "
                          f"holds the whole context until it is longer than its {smallest:,}-token {span}.")
         else:

@@ -29,6 +29,7 @@ from . import cost_figures, figures, kv, masks, reach, render
 from . import lesson_figures as lf
 from .presets import STACK_PRESETS, build_stack
 from .state import parse_bounded_int
+from .text import share_text
 
 EXPLORER = "app_pages/mask_explorer.py"
 REACH_PAGE = "app_pages/receptive_field.py"
@@ -226,7 +227,7 @@ def reach_through(preset: str, n: int, layers: int) -> go.Figure:
 def reach_note(preset: str, n: int, layers: int) -> str:
     counts = preset_reach(preset, n).counts
     return (f"After {layers} layer(s) token {n - 1:,} can draw on **{counts[layers - 1]:,}** of its {n:,} tokens "
-            f"({counts[layers - 1] / n:.1%}).")
+            f"({share_text(counts[layers - 1] / n)}).")
 
 
 def fmt_number(x: float, unit: str = "") -> str:

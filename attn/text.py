@@ -44,3 +44,15 @@ def spans_text(spans, limit: int = 12) -> str:
     """Half-open [a, b) spans as a reader writes them: "3, 7, 12–15", the first `limit` and "…" after."""
     shown = ", ".join(f"{a:,}" if b - a == 1 else f"{a:,}–{b - 1:,}" for a, b in spans[:limit])
     return shown + (" …" if len(spans) > limit else "")
+
+
+def share_text(x: float) -> str:
+    """A percentage with three significant digits, so 0.003% does not print as 0.00%; a share short of
+    all never prints as 100% (131,041 of 131,072 tokens is 99.98%, not the whole context)."""
+    if x == 0:
+        return "0%"
+    for digits in range(3, 10):
+        text = f"{x * 100:.{digits}g}%"
+        if x >= 1 or float(text[:-1]) < 100:
+            return text
+    return "> 99.9999999%"

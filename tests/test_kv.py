@@ -221,3 +221,10 @@ def test_size_text():
 ])
 def test_percent_text_never_rounds_a_part_to_none_or_all(share, expected):
     assert kv.percent_text(share) == expected
+
+
+def test_sinks_verdict_names_its_cap_not_a_window():
+    # 4 sinks + a 4,096 window keep 4,100 tokens: that is a cap made of two parts, not a 4,100-token window.
+    lines = kv.verdict(kv.PRESETS["llama-3.1-8b"], 32768, design=kv.Design("sinks", window=4096, sinks=4))
+    text = " ".join(lines)
+    assert "its 4,100-token cap (4 sinks + a 4,096-token window)" in text and "4,100-token window" not in text

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from attn.text import count, markdown_literal, shorten, spans_text
+from attn.text import count, markdown_literal, share_text, shorten, spans_text
 
 COMMONMARK = MarkdownIt("commonmark")
 
@@ -61,3 +61,12 @@ def test_short_forms():
     assert spans_text([(3, 4), (7, 8), (12, 16)]) == "3, 7, 12–15"
     assert spans_text([(i, i + 1) for i in range(0, 40, 2)], limit=3) == "0, 2, 4 …"
     assert spans_text([(1000, 1001), (2000, 4096)]) == "1,000, 2,000–4,095"
+
+
+@pytest.mark.parametrize("x, expected", [
+    (0, "0%"), (1, "100%"), (8192 / 131072, "6.25%"), (0.00003, "0.003%"), (131041 / 131072, "99.98%"),
+    (0.99999, "99.999%"), (0.5, "50%"),
+])
+def test_share_text(x, expected):
+    # Three significant digits, exact halves kept (6.25%, not 6.2%), and never 100% for less than all.
+    assert share_text(x) == expected
