@@ -143,6 +143,8 @@ counts = result.counts
 # The slider's value is lost on runs that stop before drawing it (bad input); keep a copy.
 ui.set_default("layer", st.session_state.get("_layer_keep", min(2, layers)))
 if st.session_state["layer"] > layers:
+    ui.notice(f"Layer {st.session_state['layer']} is past the {layers} layers of this stack; showing layer {layers}.",
+              "info", ":material/info:")
     st.session_state["layer"] = layers
 layer = st.slider("Show the reach after layer", 1, max(layers, 2), key="layer", disabled=layers == 1) if layers > 1 else 1
 

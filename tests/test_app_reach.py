@@ -175,3 +175,10 @@ def test_a_window_past_n_is_named_as_on_the_explorer():
     assert [i.value for i in at.info if "no effect" in i.value] == [
         "Window 100 ≥ N = 64: every query already sees all its earlier keys; the window has no effect."]
     assert metric(at, "Whole context").value == "layer 1"
+
+
+def test_a_layer_past_the_stack_is_said_and_clamped():
+    at = open_page(n="64", layers="8", layer="50")
+    assert not at.exception
+    assert at.slider(key="layer").value == 8
+    assert any("Layer 50 is past the 8 layers of this stack; showing layer 8." in i.value for i in at.info)
