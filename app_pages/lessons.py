@@ -9,6 +9,8 @@ from attn import lessons
 from attn.jobs import Cancelled
 
 PAGE_TITLES = {path: title for path, title, *_ in ui.PAGES}
+# Each page's address relative to this one; the home page is served at "/" (no url_path), which is ".".
+PAGE_ADDRESSES = {path: url_path or "." for path, _, _, url_path, _ in ui.PAGES}
 
 
 def control_key(lesson_id: str, step_no: int, name: str) -> str:
@@ -184,8 +186,8 @@ with right:
                  else f"Open the {PAGE_TITLES[target.page]} page")
         # A plain link, not st.page_link: its address carries the settings, so it can be copied or opened in
         # a new tab (a page link's address is the bare page). It opens beside the lesson.
-        path = next(p[3] for p in ui.PAGES if p[0] == target.page)
-        st.markdown(f"[:material/open_in_new: {label}]({path}?{urlencode(target.query | ui.global_url_params())})")
+        query = urlencode(target.query | ui.global_url_params())
+        st.markdown(f"[:material/open_in_new: {label}]({PAGE_ADDRESSES[target.page]}?{query})")
 
 with left:
     first = sum(len(s.questions) for s in lesson.steps[: k - 1])
