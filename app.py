@@ -27,7 +27,8 @@ nav = st.navigation(pages)
 
 with st.sidebar:
     st.radio("Figure downloads (camera icon)", ui.IMAGE_FORMATS, horizontal=True, key="img_fmt",
-             format_func=str.upper, help=f"{ui.SLIDE_PX[0]}×{ui.SLIDE_PX[1]} pixels, for slides")
+             format_func=str.upper, help=f"Charts: {ui.SLIDE_PX[0]}×{ui.SLIDE_PX[1]} pixels, for slides. "
+                  f"A mask matrix: {ui.SLIDE_PX[1]} pixels tall, laid out as on screen.")
 top = st.columns([5, 1])
 top[1].toggle("Presenter view", key="present", help="Large type, high-contrast colour-blind-safe figures, "
               "side controls folded away (the arrow at the top left opens them). Kept in the page's link.")

@@ -30,7 +30,8 @@ from attn.state import (INT_MAX, decode_keys, encode_view, format_int_list, near
 from attn.text import markdown_literal, share_text
 
 PLOT_CONFIG_BASE = {"displaylogo": False, "toImageButtonOptions": {"scale": 2}}
-# Slide resolution for the camera button: 1920 × 1080 pixels, as PNG or SVG (sidebar choice).
+# Slide resolution for the camera button: 1920 × 1080 pixels (a square matrix: 1080 tall, as wide as
+# shown), as PNG or SVG (sidebar choice).
 SLIDE_PX = (1920, 1080)
 IMAGE_FORMATS = ("png", "svg")
 # URL keys of the whole app (read once by app.py), which any page's link may carry.
@@ -272,17 +273,13 @@ def presenter() -> bool:
 def plot(fig, key: str | None = None, filename: str = "figure") -> None:
     """Every figure goes through here: presenter styling, and the modebar camera downloads it
     at slide resolution in the format chosen in the sidebar."""
-    from attn.figures import presenter_style
+    from attn.figures import presenter_style, slide_image_options
 
     if presenter():
         fig = presenter_style(fig)
     fmt = st.session_state.get("img_fmt", "png")
-    # Laid out at half the slide size and drawn at scale 2: 1920 × 1080 pixels whose text is twice the
-    # size it would have in a 1920-wide layout, so titles and ticks read on a projected slide.
-    width, height = SLIDE_PX
     config = PLOT_CONFIG_BASE | {
-        "toImageButtonOptions": {"format": fmt, "width": width // 2, "height": height // 2, "scale": 2,
-                                 "filename": filename}
+        "toImageButtonOptions": {"format": fmt, "filename": filename} | slide_image_options(fig, SLIDE_PX)
     }
     st.plotly_chart(fig, width="stretch", config=config, key=key)
 

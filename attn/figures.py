@@ -95,6 +95,20 @@ def _square_layout(fig: go.Figure, title: str, n: int, height: int = 640) -> go.
     return fig
 
 
+def slide_image_options(fig: go.Figure, slide_px: tuple[int, int] = (1920, 1080)) -> dict:
+    """Size options of a figure's camera download (Plotly's toImageButtonOptions).
+
+    A wide figure is laid out at half the slide and drawn at 2×: slide_px pixels whose text is twice
+    the size it would have in a full-size layout, so it reads on a projected slide. A square matrix
+    downloads as it is shown, scaled to the slide's height: Plotly writes the square's on-screen
+    domain into the layout and a download starts from it (plotly.js #1767), so at any other size
+    the square only shrinks (to 59% of its side, from the Mask Explorer in a 2,400-pixel-wide window)."""
+    width, height = slide_px
+    if fig.layout.yaxis.scaleanchor == "x" and fig.layout.height:
+        return {"scale": height / fig.layout.height}
+    return {"width": width // 2, "height": height // 2, "scale": 2}
+
+
 def grid_figure(rule: MaskRule, n: int, labels: list[str] | None = None, title: str | None = None) -> go.Figure:
     """Cell-by-cell mask for small n; hover says 'query i → key j: allowed / masked'."""
     if n > GRID_MAX_N:

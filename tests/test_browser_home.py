@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
+
+from attn.figures import MASKED
 
 from web import (
     ARTIFACTS,
@@ -19,6 +22,7 @@ from web import (
 )
 
 pytestmark = pytest.mark.browser
+MASKED_RGB = [int(MASKED[i:i + 2], 16) for i in (1, 3, 5)]  # the grid's masked cells
 
 
 @pytest.fixture(scope="module")
@@ -26,12 +30,12 @@ def server(chromium_path):
     yield from live_server("streamlit-server-home.log")
 
 
-def download_first_figure(page, ext: str) -> Path:
-    plot = page.locator(".js-plotly-plot").first
+def download_figure(page, ext: str, nth: int = 0) -> Path:
+    plot = page.locator(".js-plotly-plot").nth(nth)
     plot.hover()
     with page.expect_download(timeout=WAIT_S * 1000) as d:
         plot.locator('.modebar-btn[data-title^="Download plot"]').click()
-    target = ARTIFACTS / f"home_export.{ext}"
+    target = ARTIFACTS / f"home_export_{nth}.{ext}"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     d.value.save_as(target)
     assert d.value.suggested_filename.endswith(f".{ext}"), d.value.suggested_filename
@@ -55,14 +59,31 @@ def test_home_example_export_and_cards(server, page):
     wait_url(page, {"w": "6", "layers": "6"})
     wait_idle(page)
 
-    png = download_first_figure(page, "png")
+    # The reach chart (second figure): a 1920 × 1080 slide.
+    png = download_figure(page, "png", nth=1)
     with Image.open(png) as im:
         assert im.format == "PNG" and im.size == (1920, 1080), (im.format, im.size)
+
+    # The mask (first figure), from a wide window: 1080 pixels tall, and the square as large as on
+    # screen. A fixed 960 × 540 layout started from the on-screen domain and shrank the square (to 71% here).
+    width_js = "() => document.querySelector('.js-plotly-plot')._fullLayout.width"
+    narrow_px = page.evaluate(width_js)
+    page.set_viewport_size({"width": 3840, "height": 1500})
+    page.wait_for_function(f"() => ({width_js})() > {narrow_px} * 1.5", timeout=WAIT_S * 1000)
+    shown = page.evaluate("() => { const g = document.querySelector('.js-plotly-plot'); "
+                          "return [g._fullLayout.width, g._fullLayout.height, g._fullLayout.yaxis._length]; }")
+    width_px, height_px, side_px = shown
+    with Image.open(download_figure(page, "png")) as im:
+        assert im.size == (round(width_px * 1080 / height_px), 1080), (im.size, shown)
+        cells = np.all(np.abs(np.asarray(im.convert("RGB"), dtype=int) - MASKED_RGB) <= 2, axis=2)
+    rows = np.flatnonzero(cells.any(axis=1))
+    assert rows[-1] - rows[0] >= 0.95 * side_px * 1080 / height_px, (rows[0], rows[-1], shown)
+    page.set_viewport_size({"width": 1400, "height": 1500})
 
     page.get_by_text("SVG", exact=True).click()
     wait_url(page, {"img_fmt": "svg"})
     wait_idle(page)
-    svg = download_first_figure(page, "svg").read_text()
+    svg = download_figure(page, "svg", nth=1).read_text()
     assert svg.lstrip().startswith("<svg") and 'width="1920"' in svg and 'height="1080"' in svg
     # Laid out at 960 × 540 and drawn at 2×: the text is twice as large on the slide as in a 1920-wide layout.
     assert 'viewBox="0 0 960 540"' in svg

@@ -145,3 +145,14 @@ def test_label_sides_move_off_a_curve_but_not_onto_another_label():
     assert label_sides(xs, [flat, rising], [(10, "a"), (100, "b"), (115, "c")]) == [0, 0, 1]
     # "b" sits just above "a" (less than a text height): moving left would stack them, so it stays.
     assert label_sides(xs, [flat, np.full(50, 10.5)], [(10, "a"), (10.3, "b")]) == [0, 1]
+
+
+def test_slide_download_sizes():
+    # A chart: laid out at half of 1920 × 1080 and drawn at 2×.
+    line = figures.reach_growth_figure(np.array([3, 5, 7]), 10, np.array([3, 5, 7]), None)
+    assert figures.slide_image_options(line) == {"width": 960, "height": 540, "scale": 2}
+    # A square matrix, also in presenter view (taller): no size of its own, scaled to 1080 pixels tall.
+    for fig in (figures.mask_figure(M.sliding_window(4), 16), figures.mask_figure(M.causal(), 4096)):
+        for shown in (fig, figures.presenter_style(fig)):
+            options = figures.slide_image_options(shown)
+            assert set(options) == {"scale"} and options["scale"] * shown.layout.height == pytest.approx(1080)
