@@ -12,7 +12,7 @@ from attn.state import decode_keys
 st.set_page_config(page_title="Attention Mask Lab", page_icon="🎭", layout="wide")
 
 if not st.session_state.get("_url_loaded_app"):
-    values, notices = decode_keys(st.query_params.to_dict(), ui.APP_URL_KEYS)
+    values, notices = decode_keys(ui.url_query(), ui.APP_URL_KEYS)
     st.session_state["present"] = values.get("present") == "1"
     st.session_state["img_fmt"] = values.get("img_fmt", "png")
     st.session_state["_url_loaded_app"] = True

@@ -294,6 +294,11 @@ def global_url_params() -> dict:
     return out
 
 
+def url_query() -> dict[str, list[str]]:
+    """The link's parameters, each with all its values: decode_keys says when a key is repeated."""
+    return {key: st.query_params.get_all(key) for key in st.query_params}
+
+
 def load_url_state(page: str, n_min: int = 8, extra=None) -> list[str]:
     """Seed a mask view's widgets from the URL once per session and page; returns notices for refused values."""
     return load_url_keys(page, view_parsers(n_min, extra))
@@ -306,7 +311,7 @@ def load_url_keys(page: str, parsers: dict, quiet=(), synonyms=None) -> list[str
     flag = f"_url_loaded_{page}"
     if st.session_state.get(flag):
         return []  # notices concern the link as opened; they go once the user acts
-    query = st.query_params.to_dict()
+    query = url_query()
     values, notices = decode_keys(query, parsers)
     notices += near_miss_notices(query, set(parsers) | set(APP_URL_KEYS), quiet, synonyms)
     for key, value in values.items():

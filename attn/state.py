@@ -138,6 +138,9 @@ def decode_keys(query: Mapping[str, object], parsers: Mapping) -> tuple[dict, li
     for key, parse in parsers.items():
         raw = query.get(key)
         if isinstance(raw, (list, tuple)):
+            if len(set(map(str, raw))) > 1:  # a link edited by hand, or two links pasted together
+                shown = ", ".join(f"'{str(r)[:20]}'" for r in raw[:4]) + (", …" if len(raw) > 4 else "")
+                notices.append(f"URL parameter {key} is given {len(raw)} times ({shown}); the last one is used.")
             raw = raw[-1] if raw else None
         if raw is None:
             continue

@@ -104,6 +104,7 @@ def test_shared_link_and_bad_values(server, page):
     wait_idle(page)
     warnings = page.locator('[data-testid="stAlertContentWarning"]').all_inner_texts()
     assert any("Ignored URL parameter batch" in w for w in warnings), warnings
+    assert any("batch is given 2 times ('2', 'oops'); the last one is used" in w for w in warnings), warnings
     assert "never exceed 50%" in page.inner_text("body")
     assert page.get_by_label("Batch (concurrent sequences)", exact=True).input_value() == "1"
     assert_no_exception(page)

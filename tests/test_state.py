@@ -41,6 +41,12 @@ def test_unknown_keys_ignored_and_lists_normalised():
     assert notices == [] and values == {"lengths": "3, 4, 5"}
 
 
+def test_a_repeated_key_uses_its_last_value_and_says_so():
+    values, notices = decode_view({"window": ["256", "512"], "n": ["64", "64"]})
+    assert values["window"] == 512 and values["n"] == 64
+    assert notices == ["URL parameter window is given 2 times ('256', '512'); the last one is used."]
+
+
 def test_parse_int_list_errors():
     with pytest.raises(ValueError, match="at least 1"):
         parse_int_list("0,2", "document length", 1)
