@@ -137,6 +137,21 @@ class Step:
     result_figure: Callable[[dict, object], go.Figure] | None = field(default=None, compare=False)
     result_note: Callable[[dict, object], str] | None = field(default=None, compare=False)
     run_label: str = ""
+    # (on screen, on paper): the handout's words for sentences that ask the reader to move a control.
+    on_paper: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self):
+        missing = [screen for screen, _ in self.on_paper if screen not in self.text]
+        if missing:
+            raise ValueError(f"Step '{self.title}': on_paper names text the step does not have: {missing}")
+
+    @property
+    def paper_text(self) -> str:
+        """The step's text for a handout, where no control can be moved."""
+        text = self.text
+        for screen, paper in self.on_paper:
+            text = text.replace(screen, paper)
+        return text
 
     @property
     def slow(self) -> bool:
@@ -563,6 +578,9 @@ LESSON_1 = Lesson(
             "it finds. In **full attention** every query looks at every key: a text of N tokens means N × N pairs.\n\n"
             "The picture is the **mask**: row = query, column = key, dark = allowed. Change N and watch the "
             "square fill up: double the text and the pairs quadruple.",
+            on_paper=(
+                ('Change N and watch the square fill up', 'The larger N, the fuller the square'),
+            ),
             figure=lambda v: _grid(masks.full(), v["n"], "Full attention: every query row uses every key column"),
             controls=(Control("n", "Tokens N", N_SMALL, 16),),
             link=lambda v: link(EXPLORER, pattern="full", n=v["n"]),
@@ -602,6 +620,9 @@ LESSON_1 = Lesson(
             "- sliding window: each query sees at most W keys, so about N·W: linear in N\n\n"
             "Move W: past N = W the window line shifts up or down but keeps its slope; below it, a window of W "
             "holds every earlier token, so its line is the causal one.",
+            on_paper=(
+                ('Move W: past N = W the window line shifts up or down', 'Past N = W, another window size shifts the window line up or down'),
+            ),
             figure=lambda v: lf.pairs_growth_figure(v["window"]),
             controls=(Control("window", "Window W (tokens)", (256, 512, 1024, 2048, 4096, 8192), 4096,
                               fmt=lambda x: f"{x:,}"),),
@@ -628,6 +649,9 @@ LESSON_1 = Lesson(
             "Mistral 7B v0.1 stacks 32 layers, each with a window of 4,096 tokens. No layer looks further back "
             "than 4,096 tokens, yet the reach of the last token grows by 4,095 with every layer.\n\n"
             "Predict the total first, then slide the layers up to 32.",
+            on_paper=(
+                ('then slide the layers up to 32.', 'then, in the lab, slide the layers up to 32 (the figure shows the layers chosen when this handout was made).'),
+            ),
             figure=lambda v: reach_through("mistral-7b-v0.1", BIG_N, v["layers"]),
             controls=(Control("layers", "Layers", ints(1, 32), 4),),
             link=lambda v: link(REACH_PAGE, stack="mistral-7b-v0.1", n=BIG_N, layers=32, token=BIG_N - 1,
@@ -764,6 +788,9 @@ LESSON_2 = Lesson(
             "Longformer base has 12 layers with a window of 512 and token 0 ([CLS]) global. Follow the last token "
             "of a 4,096-token text layer by layer: how quickly can information from the far end of the text reach "
             "it? Predict first, then slide.",
+            on_paper=(
+                ('Predict first, then slide.', 'Predict first, then slide through the layers in the lab.'),
+            ),
             figure=lambda v: reach_through("longformer-base", 4096, v["layers"]),
             controls=(Control("layers", "Layers", ints(1, 12), 1),),
             link=lambda v: link(REACH_PAGE, stack="longformer-base", n=4096, layers=12, token=4095, layer=v["layers"]),
@@ -803,6 +830,9 @@ LESSON_2 = Lesson(
             "Gemma 2 alternates a sliding-window layer (W = 4,096) with a full causal layer, 42 layers in all. "
             "The global layer restores the whole context in one hop; the local layers keep half of the KV cache "
             "small. Watch the reach jump at layer 2.",
+            on_paper=(
+                ('Watch the reach jump at layer 2.', 'The reach jumps at layer 2.'),
+            ),
             figure=lambda v: reach_through("gemma2-9b", BIG_N, v["layers"]),
             controls=(Control("layers", "Layers", ints(1, 42), 6),),
             link=lambda v: link(REACH_PAGE, stack="gemma2-9b", n=BIG_N, layers=42, token=BIG_N - 1, layer=v["layers"]),
@@ -814,6 +844,9 @@ LESSON_2 = Lesson(
             "Llama 4 cuts the text into chunks of 8,192 tokens; in a **chunked** layer a token only sees earlier "
             "tokens of its own chunk (q // C == k // C). One layer in four is a full causal (global) layer. "
             "Predict where the reach of the last token jumps, then slide through the layers.",
+            on_paper=(
+                ('then slide through the layers.', 'then check it in the lab by sliding through the layers.'),
+            ),
             figure=lambda v: reach_through("llama4-scout", BIG_N, v["layers"]),
             controls=(Control("layers", "Layers", ints(1, 48), 3),),
             link=lambda v: link(REACH_PAGE, stack="llama4-scout", n=BIG_N, layers=48, token=BIG_N - 1, layer=v["layers"]),
@@ -1070,6 +1103,9 @@ LESSON_3 = Lesson(
             "Full attention keeps all T tokens; a sliding window only needs the last W, so the cache stops growing "
             "at W. Move the context length along the curves. The two flat dotted lines are for scale: linear "
             "attention and Mamba layers keep a fixed-size state instead of a cache, whatever the context.",
+            on_paper=(
+                ('Move the context length along the curves.', 'The dots mark the context length chosen for this handout.'),
+            ),
             figure=lambda v: cost_figures.kv_figure(MISTRAL, kv.Design("own"), v["ctx"], 1, "bf16",
                                                     _contexts(MISTRAL, v["ctx"])),
             controls=(Control("ctx", "Context (tokens)", CONTEXTS, 8192, fmt=tokens_text),),
@@ -1099,6 +1135,9 @@ LESSON_3 = Lesson(
             "attention), reads the start of a sample document through sliding windows of different sizes. "
             "**Perplexity** measures how surprised it is by each next token (lower is better).\n\n"
             "Running the model takes a while on a CPU, so it runs when you press the button.",
+            on_paper=(
+                ('so it runs when you press the button.', 'so in the lab it runs when you press the button.'),
+            ),
             controls=(Control("doc", "Sample document", tuple(_doc_titles()), "story", fmt=_doc_title),
                       Control("tokens", "Tokens of the document", SWEEP_TOKENS, 256)),
             link=lambda v: link(MODEL_PAGE, doc=v["doc"], tokens=v["tokens"], view="Window sweep"),
@@ -1230,7 +1269,7 @@ def handout_html(lesson: Lesson, values: dict | None = None, results: dict | Non
     for i, step in enumerate(lesson.steps):
         v = step.values(values.get(i))
         body = [f'<section class="step" id="step-{i + 1}">',
-                f"<h2>Step {i + 1} of {len(lesson.steps)}: {html.escape(step.title)}</h2>", md_to_html(step.text)]
+                f"<h2>Step {i + 1} of {len(lesson.steps)}: {html.escape(step.title)}</h2>", md_to_html(step.paper_text)]
         if step.controls:
             body.append(f'<p class="settings">Figure settings: {html.escape(_settings_text(step, v))}</p>')
         if step.slow and i not in results:

@@ -496,6 +496,29 @@ def test_handout_inlines_plotly_once_and_handles_the_model_step():
     assert doc.count("Plotly.newPlot") == len(lesson.steps) - (0 if has_bench else 1)
 
 
+# Words that ask the reader to move a control (or press one): on paper nothing moves.
+MOVE_A_CONTROL = re.compile(r"^(Change|Move|Watch|Drag|Toggle|Slide|Press|Click|Try)\b|\bthen (slide|move|change|press|watch)\b"
+                            r"|\byou (press|click|move|slide)\b")
+
+
+@pytest.mark.parametrize("lid", list(lessons.LESSON_IDS))
+def test_handouts_ask_for_no_control_but_the_lab_still_does(lid):
+    lesson = lessons.LESSONS[lid]
+    text = " ".join(_check(lessons.handout_html(lesson, plotly_js="/**/")).text)
+    for sentence in re.split(r"(?<=[.?!])\s+", text):
+        if MOVE_A_CONTROL.search(sentence.strip()) and "in the lab" not in sentence and "in the app" not in sentence:
+            pytest.fail(f"{lid}: the handout asks for a control: {sentence!r}")
+    # On screen the steps keep their own words.
+    for step in lesson.steps:
+        for screen, paper in step.on_paper:
+            assert screen in step.text and paper in step.paper_text and screen not in step.paper_text
+
+
+def test_on_paper_must_name_the_steps_own_words():
+    with pytest.raises(ValueError, match="on_paper names text the step does not have"):
+        lessons.Step("t", "Move W.", on_paper=(("Slide W.", "W."),))
+
+
 def test_markdown_is_escaped():
     out = lessons.md_to_html("A **bold** and *it* `x<y` <script>alert(1)</script>\n\n- one\n- [two](https://example.org)")
     assert "<script>" not in out and "&lt;script&gt;" in out
