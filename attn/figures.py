@@ -348,6 +348,9 @@ PRESENTER_FRACTION = [[0.0, "#ffffff"], [1e-9, "#E69F00"], [0.5, "#B35900"], [1.
 PRESENTER_DIFF = [[0.0, "#0072B2"], [0.5 - 1e-9, "#8CC4E6"], [0.5, "#ffffff"], [0.5 + 1e-9, "#F2B27F"],
                   [1.0, "#D55E00"]]
 PRESENTER_DIFF_EXACT = three_bands("#0072B2", "#ffffff", "#D55E00")
+# Attention weights (a trace marked meta="gradient"): most are small but none is zero, so the scale
+# starts pale and darkens gradually; PRESENTER_FRACTION's jump to orange would paint them all alike.
+PRESENTER_GRADIENT = [[0.0, "#ffffff"], [1e-6, "#fdebc8"], [0.15, "#f1b244"], [0.5, "#b35900"], [1.0, "#000000"]]
 
 
 def presenter_style(fig: go.Figure) -> go.Figure:
@@ -389,6 +392,8 @@ def presenter_style(fig: go.Figure) -> go.Figure:
             if trace.zmin is not None and trace.zmin < 0:
                 banded = len(scale) == len(DIFF_EXACT)  # an exact difference keeps its three swatches
                 trace.colorscale = PRESENTER_DIFF_EXACT if banded else PRESENTER_DIFF
+            elif trace.meta == "gradient":
+                trace.colorscale = PRESENTER_GRADIENT
             elif len(scale) == 2:
                 trace.colorscale = PRESENTER_BINARY
             else:

@@ -77,7 +77,7 @@ def attention_map_figure(weights: np.ndarray, pieces, title: str, lo: int = 0, h
     hover = [[f"query {labels[r]} → key {labels[c]}: %{{z:.4f}}" for c in range(hi - lo)] for r in range(hi - lo)] \
         if hi - lo <= 128 else None
     top = max(float(w.max()) if zmax is None else float(zmax), 1e-9)
-    fig = go.Figure(go.Heatmap(z=w, x=idx, y=idx, colorscale=WEIGHT_SCALE, zmin=0, zmax=top,
+    fig = go.Figure(go.Heatmap(z=w, x=idx, y=idx, colorscale=WEIGHT_SCALE, zmin=0, zmax=top, meta="gradient",
                                colorbar=dict(title="weight"),
                                hovertemplate="query %{y} → key %{x}: %{z:.4f}<extra></extra>" if hover is None else None,
                                text=hover, hoverinfo="text" if hover is not None else None))

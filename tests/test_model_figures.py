@@ -129,3 +129,26 @@ def test_recorded_pace_reads_the_full_causal_forwards(tmp_path):
     (tmp_path / "bad.json").write_text("{")
     assert bench_model.recorded_pace(tmp_path / "bad.json") == ""
     assert bench_model.recorded_pace().startswith("Recorded on cpu")  # the committed file
+
+
+def test_presenter_view_keeps_small_attention_weights_apart_from_large_ones():
+    # Softmax weights over 64 causal keys: most are small, none is zero. In presenter view a weight of
+    # 2% of the top must still look pale (nearer white than the middle of the scale), as on screen.
+    from plotly.colors import hex_to_rgb, sample_colorscale, unlabel_rgb
+    from attn.figures import presenter_style
+    from attn.model_figures import attention_map_figure
+
+    logits = np.random.default_rng(0).normal(size=(64, 64))
+    w = np.exp(np.where(np.tril(np.ones((64, 64), bool)), logits, -np.inf))
+    w /= w.sum(axis=1, keepdims=True)
+    fig = attention_map_figure(w, [str(i) for i in range(64)], "t")
+    for shown in (fig, presenter_style(fig)):
+        scale = [[at, colour] for at, colour in shown.data[0].colorscale]
+
+        def lum(at):
+            c = sample_colorscale(scale, [at])[0]
+            r, g, b = unlabel_rgb(c) if c.startswith("rgb") else hex_to_rgb(c)
+            return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+        assert lum(0.02) > (lum(0.0) + lum(0.5)) / 2, (scale, lum(0.02), lum(0.5))
+        assert lum(0.0) > lum(0.02) > lum(0.5) > lum(1.0)
