@@ -29,12 +29,13 @@ with st.sidebar:
     st.radio("Figure downloads (camera icon)", ui.IMAGE_FORMATS, horizontal=True, key="img_fmt",
              format_func=str.upper, help=f"Charts: {ui.SLIDE_PX[0]}×{ui.SLIDE_PX[1]} pixels, for slides. "
                   f"A mask matrix: {ui.SLIDE_PX[1]} pixels tall, laid out as on screen.")
-top = st.columns([5, 1])
+top = st.columns([3, 1])  # "Presenter view" fits on two lines in a 1,024-pixel window
 top[1].toggle("Presenter view", key="present", help="Large type, high-contrast colour-blind-safe figures, "
               "side controls folded away (the arrow at the top left opens them). Kept in the page's link.")
 # Presenter view folds the side controls away rather than removing them: the arrow at the top left
 # brings them back to change a setting in front of the room.
 st.set_page_config(initial_sidebar_state="collapsed" if ui.presenter() else "expanded")
+st.html(ui.BASE_CSS)
 if ui.presenter():
     st.html(ui.PRESENTER_CSS)
 nav.run()

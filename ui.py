@@ -58,13 +58,22 @@ PAGES = [
 ]
 
 
+# Always on. A metric's value shrinks with its column instead of ending in "…" (533,063,6… in a
+# third of a 1,024-pixel window); its label wraps onto a second line instead, as does "Presenter view".
+BASE_CSS = """<style>
+[data-testid="stMetric"] { container-type: inline-size; }
+[data-testid="stMetricValue"], [data-testid="stMetricValue"] * { font-size: min(2.25rem, 15cqi) !important; }
+[data-testid="stMetricLabel"] *, .st-key-present [data-testid="stWidgetLabel"] * {
+  white-space: normal !important; overflow: visible !important; }
+</style>"""
+
 PRESENTER_CSS = """<style>
 .stMainBlockContainer { max-width: 100% !important; padding-left: 2rem; padding-right: 2rem; }
 .stMainBlockContainer p, .stMainBlockContainer li, .stMainBlockContainer label { font-size: 1.45rem !important; }
 .stMainBlockContainer h1 { font-size: 3.2rem !important; }
 .stMainBlockContainer h2, .stMainBlockContainer h3 { font-size: 2.3rem !important; }
 .stMainBlockContainer [data-testid="stMetricValue"], .stMainBlockContainer [data-testid="stMetricValue"] * {
-  font-size: 3rem !important; line-height: 1.2 !important; }
+  font-size: min(3rem, 15cqi) !important; line-height: 1.2 !important; }
 .stMainBlockContainer [data-testid="stMetricLabel"] p { font-size: 1.4rem !important; }
 .stMainBlockContainer [data-testid="stMetricDelta"] * { font-size: 1.2rem !important; }
 .stMainBlockContainer input, .stMainBlockContainer textarea, .stMainBlockContainer [data-baseweb="select"] * {

@@ -101,6 +101,21 @@ def test_shared_link_local_global_overview(server, page):
     screenshot(page, "explorer_local_global_n131072.png")
 
 
+TRUNCATED_TEXT_JS = """() => Array.from(document.querySelectorAll(
+    '[data-testid="stMetricValue"] *, [data-testid="stMetricLabel"] *, [data-testid="stWidgetLabel"] *'))
+  .filter((e) => e.scrollWidth > e.clientWidth + 1).map((e) => e.innerText)"""
+
+
+def test_a_1024_pixel_window_cuts_no_metric_or_the_presenter_toggle(server, page):
+    # A third of the page for each metric: 533,063,678 used to end in "…", and "Presenter view" in "P…".
+    page.set_viewport_size({"width": 1024, "height": 1200})
+    page.goto(server + f"/explorer?n={BIG_N}&pattern=local_global&window=4096&global_tokens=0&causal=0")
+    wait_metric(page, "Allowed pairs", "533,063,678")
+    wait_idle(page)
+    assert page.evaluate(TRUNCATED_TEXT_JS) == []
+    assert_no_exception(page)
+
+
 def test_garbage_url_params_warn_and_still_draw(server, page):
     page.goto(server + "/explorer?n=abc&pattern=nope&window=-5")
     info = wait_figure(page, lambda i: i["rows"] > 0, "a mask despite bad parameters")
