@@ -134,8 +134,7 @@ def grid_figure(rule: MaskRule, n: int, labels: list[str] | None = None, title: 
     )
     _square_layout(fig, title or f"{wrap_label(rule.label)}<br>N = {n} · cell = one (query, key) pair", n)
     if labels is not None:
-        step = max(1, n // 32)
-        ticks = list(range(0, n, step))
+        ticks = list(range(0, n, -(-n // 32)))  # at most 32 labels: smaller rows would overlap theirs
         for axis in (fig.layout.xaxis, fig.layout.yaxis):
             # Position and word: a word may come twice ("the"), a position never.
             axis.update(tickmode="array", tickvals=ticks, ticktext=[f"{i} {labels[i]}" for i in ticks], tickfont=dict(size=9))
@@ -309,8 +308,10 @@ def reach_map_figure(sets: np.ndarray, token: int, labels: list[str] | None = No
     fig.update_yaxes(title_text="after layer", autorange="reversed", dtick=_layer_dtick(layers))
     fig.update_xaxes(title_text="input position")
     if labels is not None and n <= 64:
-        ticks = [f"{i} {w}" for i, w in enumerate(labels)]
-        fig.update_xaxes(tickmode="array", tickvals=list(range(n)), ticktext=ticks, tickangle=-60, tickfont=dict(size=9))
+        # At most 32 labels, as on the mask grid: 64 rotated words run into each other at half a laptop's width.
+        ticks = list(range(0, n, -(-n // 32)))
+        fig.update_xaxes(tickmode="array", tickvals=ticks, ticktext=[f"{i} {labels[i]}" for i in ticks], tickangle=-60,
+                         tickfont=dict(size=9))
     return fig
 
 

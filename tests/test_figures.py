@@ -81,6 +81,18 @@ def test_layer_axes_tick_whole_layers():
     sets = np.zeros((2, 16), dtype=bool)
     assert figures.reach_growth_figure([4, 4], 15).layout.xaxis.dtick == 1
     assert figures.reach_map_figure(sets, 15).layout.yaxis.dtick == 1
+
+
+@pytest.mark.parametrize("n", [16, 32, 33, 64])
+def test_reach_map_labels_at_most_32_positions_each_with_its_own_word(n):
+    words = figures.token_labels(figures.SAMPLE_TEXT, n)
+    fig = figures.reach_map_figure(np.ones((3, n), bool), n - 1, words)
+    ticks, text = list(fig.layout.xaxis.tickvals), list(fig.layout.xaxis.ticktext)
+    assert len(ticks) <= 32 and ticks[0] == 0 and text == [f"{i} {words[i]}" for i in ticks]
+    assert ticks == list(range(n)) if n <= 32 else ticks[1] == 2
+    grid = figures.grid_figure(M.sliding_window(4), n, words)
+    for axis in (grid.layout.xaxis, grid.layout.yaxis):
+        assert list(axis.tickvals) == ticks and list(axis.ticktext) == text
     assert figures.reach_growth_figure(list(range(1, 43)), 200).layout.xaxis.dtick is None  # 42 layers: Plotly's own
 
 
