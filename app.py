@@ -34,7 +34,7 @@ top[1].toggle("Presenter view", key="present", help="Large type, high-contrast c
               "side controls folded away (the arrow at the top left opens them). Kept in the page's link.")
 # Presenter view folds the side controls away rather than removing them: the arrow at the top left
 # brings them back to change a setting in front of the room.
-st.set_page_config(initial_sidebar_state="collapsed" if ui.presenter() else "expanded")
+st.set_page_config(initial_sidebar_state="collapsed" if ui.presenter() else "auto")
 st.html(ui.BASE_CSS)
 if ui.presenter():
     st.html(ui.PRESENTER_CSS)

@@ -131,3 +131,16 @@ def test_presenter_view_hides_controls_and_is_kept_in_the_link(server, page):
     sidebar.wait_for(state="visible", timeout=WAIT_S * 1000)
     assert sidebar.get_by_label("Window W", exact=True).is_visible()
     assert_clean(page)
+
+
+def test_a_phone_opens_with_the_sidebar_folded(server, page):
+    # Streamlit folds the sidebar on a narrow screen when the app leaves it to choose ("auto"); an app
+    # that asks for "expanded" covers a phone's whole page with the controls.
+    page.set_viewport_size({"width": 390, "height": 900})
+    page.goto(server + "/explorer")
+    page.locator(".js-plotly-plot").first.wait_for(timeout=WAIT_S * 1000)
+    wait_idle(page)
+    assert not page.locator('section[data-testid="stSidebar"]').is_visible()
+    page.locator('[data-testid="stExpandSidebarButton"]').click()
+    page.locator('section[data-testid="stSidebar"]').get_by_label("Window W", exact=True).wait_for(timeout=WAIT_S * 1000)
+    assert_no_exception(page)
