@@ -55,6 +55,18 @@ def _mark_context(fig: go.Figure, context: int, curves: list) -> None:
                     hovertemplate="%{y:.3g}<extra>at " + f"{context:,}" + " tokens</extra>")
 
 
+def _full_and_design(contexts: np.ndarray, yf: list[float], ys: list[float], design: kv.Design) -> go.Figure:
+    """A figure with the full-attention curve (dashed) and the design's curve. Where they are the same
+    (a model with full attention in every layer) the legend says so: one line hides the other."""
+    same = np.allclose(yf, ys, rtol=1e-12, atol=0)
+    fig = go.Figure()
+    fig.add_scatter(x=contexts, y=yf, name="full attention" + (" (the same curve: hidden under the next)" if same else ""),
+                    line=dict(color=FULL_COLOR, width=3, dash="dash"), hovertemplate="%{y:.3g} GiB")
+    fig.add_scatter(x=contexts, y=ys, name=design.label + (" = full attention" if same else ""),
+                    line=dict(color=DESIGN_COLOR, width=3), hovertemplate="%{y:.3g} GiB")
+    return fig
+
+
 def kv_figure(model: kv.ModelSpec, design: kv.Design, context: int, batch: int, kv_dtype: str,
               contexts: np.ndarray) -> go.Figure:
     """KV cache (GiB) vs context: the design, full attention, and two fixed-size-state references."""
@@ -62,11 +74,7 @@ def kv_figure(model: kv.ModelSpec, design: kv.Design, context: int, batch: int, 
     yf = [kv.kv_bytes(model, int(t), batch, kv_dtype, kv.Design("full")) / GIB for t in contexts]
     lin = kv.linear_attention_state_bytes(model, batch, kv_dtype) / GIB
     mamba = kv.mamba_state_bytes(model, batch, kv_dtype) / GIB
-    fig = go.Figure()
-    fig.add_scatter(x=contexts, y=yf, name="full attention", line=dict(color=FULL_COLOR, width=3, dash="dash"),
-                    hovertemplate="%{y:.3g} GiB")
-    fig.add_scatter(x=contexts, y=ys, name=design.label, line=dict(color=DESIGN_COLOR, width=3),
-                    hovertemplate="%{y:.3g} GiB")
+    fig = _full_and_design(contexts, yf, ys, design)
     _hline(fig, contexts, lin, f"linear attention state, fixed: {value_text(lin)}", STATE_COLORS[0], "dot", 2)
     _hline(fig, contexts, mamba, f"Mamba state, fixed: {value_text(mamba)}", STATE_COLORS[1], "dot", 2)
     at = kv.kv_bytes(model, context, batch, kv_dtype, design) / GIB
@@ -118,11 +126,7 @@ def vram_figure(model: kv.ModelSpec, design: kv.Design, context: int, batch: int
     base = (kv.weights_bytes(model, weight_dtype) + overhead_bytes) / GIB
     ys = [base + kv.kv_bytes(model, int(t), batch, kv_dtype, design) / GIB for t in contexts]
     yf = [base + kv.kv_bytes(model, int(t), batch, kv_dtype, kv.Design("full")) / GIB for t in contexts]
-    fig = go.Figure()
-    fig.add_scatter(x=contexts, y=yf, name="full attention", line=dict(color=FULL_COLOR, width=3, dash="dash"),
-                    hovertemplate="%{y:.3g} GiB")
-    fig.add_scatter(x=contexts, y=ys, name=design.label, line=dict(color=DESIGN_COLOR, width=3),
-                    hovertemplate="%{y:.3g} GiB")
+    fig = _full_and_design(contexts, yf, ys, design)
     # Weights: a thick dash-dot line, unlike the thin solid grey lines of GPU capacities.
     _hline(fig, contexts, base, f"weights ({weight_dtype})" + (" + allowance" if overhead_bytes else ""), REF_COLOR,
            dash="dashdot", width=2.5)

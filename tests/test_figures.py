@@ -168,3 +168,16 @@ def test_slide_download_sizes():
         for shown in (fig, figures.presenter_style(fig)):
             options = figures.slide_image_options(shown)
             assert set(options) == {"scale"} and options["scale"] * shown.layout.height == pytest.approx(1080)
+
+
+@pytest.mark.parametrize("key,same", [("mistral-7b-v0.1", False), ("llama-3.1-8b", True)])
+def test_the_legend_says_when_the_design_is_full_attention(key, same):
+    from attn import cost_figures, kv
+
+    model, grid = kv.PRESETS[key], cost_figures.context_grid()
+    for fig in (cost_figures.kv_figure(model, kv.Design(), 32768, 1, "bf16", grid),
+                cost_figures.vram_figure(model, kv.Design(), 32768, 1, "bf16", "bf16", 0, grid)):
+        full, own = fig.data[0], fig.data[1]
+        assert (list(full.y) == list(own.y)) == same  # an independent look at the curves themselves
+        assert full.name.startswith("full attention") and own.name.startswith("the model's own design")
+        assert ("hidden under" in full.name and own.name.endswith("= full attention")) == same
