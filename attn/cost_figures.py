@@ -55,15 +55,16 @@ def _mark_context(fig: go.Figure, context: int, curves: list) -> None:
                     hovertemplate="%{y:.3g}<extra>at " + f"{context:,}" + " tokens</extra>")
 
 
-def _full_and_design(contexts: np.ndarray, yf: list[float], ys: list[float], design: kv.Design) -> go.Figure:
+def _full_and_design(contexts: np.ndarray, yf: list[float], ys: list[float], design: kv.Design,
+                     full_name: str = "full attention", design_name: str | None = None, unit: str = "GiB") -> go.Figure:
     """A figure with the full-attention curve (dashed) and the design's curve. Where they are the same
     (a model with full attention in every layer) the legend says so: one line hides the other."""
     same = np.allclose(yf, ys, rtol=1e-12, atol=0)
     fig = go.Figure()
-    fig.add_scatter(x=contexts, y=yf, name="full attention" + (" (the same curve: hidden under the next)" if same else ""),
-                    line=dict(color=FULL_COLOR, width=3, dash="dash"), hovertemplate="%{y:.3g} GiB")
-    fig.add_scatter(x=contexts, y=ys, name=design.label + (" = full attention" if same else ""),
-                    line=dict(color=DESIGN_COLOR, width=3), hovertemplate="%{y:.3g} GiB")
+    fig.add_scatter(x=contexts, y=yf, name=full_name + (" (the same curve: hidden under the next)" if same else ""),
+                    line=dict(color=FULL_COLOR, width=3, dash="dash"), hovertemplate="%{y:.3g} " + unit)
+    fig.add_scatter(x=contexts, y=ys, name=(design_name or design.label) + (" = full attention" if same else ""),
+                    line=dict(color=DESIGN_COLOR, width=3), hovertemplate="%{y:.3g} " + unit)
     return fig
 
 
@@ -184,11 +185,7 @@ def flops_figure(model: kv.ModelSpec, design: kv.Design, context: int, contexts:
     ys = [kv.attention_flops_per_token(model, int(t), design) / 1e9 for t in contexts]
     yf = [kv.attention_flops_per_token(model, int(t), kv.Design("full")) / 1e9 for t in contexts]
     w = kv.weight_flops_per_token(model) / 1e9
-    fig = go.Figure()
-    fig.add_scatter(x=contexts, y=yf, name="attention, full", line=dict(color=FULL_COLOR, width=3, dash="dash"),
-                    hovertemplate="%{y:.3g} GFLOP")
-    fig.add_scatter(x=contexts, y=ys, name=f"attention, {design.label}", line=dict(color=DESIGN_COLOR, width=3),
-                    hovertemplate="%{y:.3g} GFLOP")
+    fig = _full_and_design(contexts, yf, ys, design, "attention, full", f"attention, {design.label}", "GFLOP")
     _hline(fig, contexts, w, "weights (2 × parameters)", REF_COLOR)
     at = kv.attention_flops_per_token(model, context, design) / 1e9
     at_full = kv.attention_flops_per_token(model, context, kv.Design("full")) / 1e9
