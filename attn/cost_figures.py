@@ -61,7 +61,7 @@ def _full_and_design(contexts: np.ndarray, yf: list[float], ys: list[float], des
     (a model with full attention in every layer) the legend says so: one line hides the other."""
     same = np.allclose(yf, ys, rtol=1e-12, atol=0)
     fig = go.Figure()
-    fig.add_scatter(x=contexts, y=yf, name=full_name + (" (the same curve: hidden under the next)" if same else ""),
+    fig.add_scatter(x=contexts, y=yf, name=full_name + (" (same curve, under the next)" if same else ""),
                     line=dict(color=FULL_COLOR, width=3, dash="dash"), hovertemplate="%{y:.3g} " + unit)
     fig.add_scatter(x=contexts, y=ys, name=(design_name or design.label) + (" = full attention" if same else ""),
                     line=dict(color=DESIGN_COLOR, width=3), hovertemplate="%{y:.3g} " + unit)

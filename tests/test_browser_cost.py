@@ -92,9 +92,9 @@ def test_change_preset_and_context(server, page):
     # Full attention has no cap: its KV curve ends at 1M tokens × 128 KiB = 128 GiB.
     kv_traces = {t["name"]: t["y"] for t in figs["KV cache vs context"]["traces"]}
     # Llama 3.1 8B has full attention in every layer: the legend says the two curves are one.
-    assert kv_traces["full attention (the same curve: hidden under the next)"][-1] == pytest.approx(128.0)
+    assert kv_traces["full attention (same curve, under the next)"][-1] == pytest.approx(128.0)
     assert kv_traces["the model's own design = full attention"] == kv_traces[
-        "full attention (the same curve: hidden under the next)"]
+        "full attention (same curve, under the next)"]
     assert page.locator('[data-testid="stDataFrame"]').count() == 1  # the fit table
     assert_clean(page)
     screenshot_tall(page, "serving_cost_llama_64k.png", 2600)

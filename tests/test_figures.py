@@ -182,4 +182,4 @@ def test_the_legend_says_when_the_design_is_full_attention(key, same):
         assert (list(full.y) == list(own.y)) == same  # an independent look at the curves themselves
         assert full.name.startswith(("full attention", "attention, full"))
         assert own.name.startswith(("the model's own design", "attention, the model's own design"))
-        assert ("hidden under" in full.name and own.name.endswith("= full attention")) == same
+        assert ("under the next" in full.name and own.name.endswith("= full attention")) == same
