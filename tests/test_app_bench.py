@@ -75,6 +75,17 @@ def test_log_n_axes_are_ticked_at_the_measured_sizes():
     assert bf.n_tick(1536) == "1,536"  # not a whole number of k: written out
 
 
+def test_throughput_legend_has_one_entry_per_backend_for_both_its_lines():
+    rows = [{"backend": b, "n": n, "status": "ok", "useful_tflops_s": 1.0, "executed_tflops_s": 2.0}
+            for b in ("naive", "sdpa_mask", "sdpa_causal", "flex") for n in (512, 1024)]
+    fig = bf.throughput_figure(rows, "t")
+    assert len(fig.data) == 8 and [t.name for t in fig.data if t.showlegend is not False] == [
+        "naive", "sdpa_mask", "sdpa_causal", "flex"]
+    for t in fig.data:  # each executed line goes with its backend's entry
+        assert t.legendgroup == t.name.split(" ")[0] and ("executed" in t.name) == (t.line.dash == "dot")
+    assert "dotted: executed" in fig.layout.legend.title.text
+
+
 def test_targets_are_computed_from_the_recorded_files():
     at = open_page()
     assert not at.exception
