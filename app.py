@@ -3,6 +3,7 @@
 import streamlit as st
 
 import ui
+from attn import figures
 from attn.state import decode_keys
 
 # Page scripts live in app_pages/, not pages/: a pages/ folder next to the entry script turns on
@@ -27,8 +28,8 @@ nav = st.navigation(pages)
 
 with st.sidebar:
     st.radio("Figure downloads (camera icon)", ui.IMAGE_FORMATS, horizontal=True, key="img_fmt",
-             format_func=str.upper, help=f"Charts: {ui.SLIDE_PX[0]}×{ui.SLIDE_PX[1]} pixels, for slides. "
-                  f"A mask matrix: {ui.SLIDE_PX[1]} pixels tall, laid out as on screen.")
+             format_func=str.upper, help=f"Charts: {figures.SLIDE_PX[0]}×{figures.SLIDE_PX[1]} pixels, for slides. "
+                  f"A mask matrix: {figures.SLIDE_PX[1]} pixels tall, laid out as on screen.")
 top = st.columns([3, 1])  # "Presenter view" fits on two lines in a 1,024-pixel window
 top[1].toggle("Presenter view", key="present", help="Large type, high-contrast colour-blind-safe figures, "
               "side controls folded away (the arrow at the top left opens them). Kept in the page's link.")

@@ -29,10 +29,8 @@ from attn.state import (INT_MAX, decode_keys, encode_view, format_int_list, near
                         parse_int_list, view_parsers)
 from attn.text import markdown_literal, share_text
 
-PLOT_CONFIG_BASE = {"displaylogo": False, "toImageButtonOptions": {"scale": 2}}
-# Slide resolution for the camera button: 1920 × 1080 pixels (a square matrix: 1080 tall, as wide as
-# shown), as PNG or SVG (sidebar choice).
-SLIDE_PX = (1920, 1080)
+PLOT_CONFIG_BASE = {"displaylogo": False}
+# The camera button's format (sidebar choice); its size: attn.figures.SLIDE_PX and slide_image_options.
 IMAGE_FORMATS = ("png", "svg")
 # URL keys of the whole app (read once by app.py), which any page's link may carry.
 APP_URL_KEYS = {"present": parse_choice(("1", "0"), "Presenter view"), "img_fmt": parse_choice(IMAGE_FORMATS, "Figure format")}
@@ -288,7 +286,7 @@ def plot(fig, key: str | None = None, filename: str = "figure") -> None:
         fig = presenter_style(fig)
     fmt = st.session_state.get("img_fmt", "png")
     config = PLOT_CONFIG_BASE | {
-        "toImageButtonOptions": {"format": fmt, "filename": filename} | slide_image_options(fig, SLIDE_PX)
+        "toImageButtonOptions": {"format": fmt, "filename": filename} | slide_image_options(fig)
     }
     st.plotly_chart(fig, width="stretch", config=config, key=key)
 

@@ -95,7 +95,19 @@ def _square_layout(fig: go.Figure, title: str, n: int, height: int = 640) -> go.
     return fig
 
 
-def slide_image_options(fig: go.Figure, slide_px: tuple[int, int] = (1920, 1080)) -> dict:
+# Slide resolution of a figure's download: 1920 × 1080 pixels (a square matrix: 1080 tall, as wide as shown).
+SLIDE_PX = (1920, 1080)
+
+
+def word_ticks(labels: list[str], n: int, most: int = 32) -> tuple[list[int], list[str]]:
+    """Tick positions and texts for token labels: at most `most` (every 2nd word from 33 tokens), since
+    64 rotated words run into each other at half a laptop's width. Position and word: a word may come
+    twice ("the"), a position never."""
+    ticks = list(range(0, n, -(-n // most)))
+    return ticks, [f"{i} {labels[i]}" for i in ticks]
+
+
+def slide_image_options(fig: go.Figure, slide_px: tuple[int, int] = SLIDE_PX) -> dict:
     """Size options of a figure's camera download (Plotly's toImageButtonOptions).
 
     A wide figure is laid out at half the slide and drawn at 2×: slide_px pixels whose text is twice
@@ -134,10 +146,9 @@ def grid_figure(rule: MaskRule, n: int, labels: list[str] | None = None, title: 
     )
     _square_layout(fig, title or f"{wrap_label(rule.label)}<br>N = {n} · cell = one (query, key) pair", n)
     if labels is not None:
-        ticks = list(range(0, n, -(-n // 32)))  # at most 32 labels: smaller rows would overlap theirs
+        ticks, text = word_ticks(labels, n)
         for axis in (fig.layout.xaxis, fig.layout.yaxis):
-            # Position and word: a word may come twice ("the"), a position never.
-            axis.update(tickmode="array", tickvals=ticks, ticktext=[f"{i} {labels[i]}" for i in ticks], tickfont=dict(size=9))
+            axis.update(tickmode="array", tickvals=ticks, ticktext=text, tickfont=dict(size=9))
         fig.update_xaxes(tickangle=-60)
     return fig
 
@@ -308,10 +319,8 @@ def reach_map_figure(sets: np.ndarray, token: int, labels: list[str] | None = No
     fig.update_yaxes(title_text="after layer", autorange="reversed", dtick=_layer_dtick(layers))
     fig.update_xaxes(title_text="input position")
     if labels is not None and n <= 64:
-        # At most 32 labels, as on the mask grid: 64 rotated words run into each other at half a laptop's width.
-        ticks = list(range(0, n, -(-n // 32)))
-        fig.update_xaxes(tickmode="array", tickvals=ticks, ticktext=[f"{i} {labels[i]}" for i in ticks], tickangle=-60,
-                         tickfont=dict(size=9))
+        ticks, text = word_ticks(labels, n)
+        fig.update_xaxes(tickmode="array", tickvals=ticks, ticktext=text, tickangle=-60, tickfont=dict(size=9))
     return fig
 
 
