@@ -123,7 +123,7 @@ image_format = st.session_state.get("img_fmt", "png")
 # Three figures side by side: halve the overview so the page stays light on the wire.
 tiles = figures.OVERVIEW_TILES // (2 if compare else 1)
 if not compare:
-    ui.plot(mask_fig(a[0], n, a[1], labels, tiles), key="fig_a", filename=f"mask_{a[0]}_{n}")
+    ui.plot(mask_fig(a[0], n, a[1], labels, tiles), key="fig_a", filename=f"mask_{a[0]}_{n}", wide=True)
     show_stats(stats(a[0], n, a[1]))
     explain(a[0])
 else:

@@ -268,7 +268,7 @@ if view == "Attention maps":
                "Layers run across, heads down; rows are grouped by the KV head the query heads share "
                "(grouped-query attention).")
     ui.plot(model_figures.head_grid_figure(thumbs, info.kv_groups, f"All {thumbs.shape[0]} layers × {thumbs.shape[1]} heads: {shorten(label, 70)}"),
-            key="fig_grid", filename="attention_all_heads")
+            key="fig_grid", filename="attention_all_heads", wide=True)
 
 elif view == "Loss per token":
     try:
@@ -315,7 +315,7 @@ elif view == "Window sweep":
             failed(e)
         full_ppl = next((p.perplexity for p in series["sliding window"] if p.window is None), None)
         ui.plot(model_figures.sweep_figure({k: [(p.window, p.perplexity) for p in v] for k, v in series.items()},
-                                           full_ppl, n), key="fig_sweep", filename="perplexity_vs_window")
+                                           full_ppl, n), key="fig_sweep", filename="perplexity_vs_window", wide=True)
         # A number column stays numbers (it sorts); a reused row has no forward of its own to time.
         st.dataframe([{"mask": p.label, "perplexity": round(p.perplexity, 3), "mean loss": round(p.mean_loss, 4),
                        "forward (s)": None if p.reused else round(p.seconds, 2),
@@ -340,7 +340,7 @@ elif view == "Retrieval":
             results = retrieval(*req, progress_bar("Probing"))
         except ValueError as e:
             failed(e)
-        ui.plot(model_figures.retrieval_figure(results), key="fig_probe", filename="retrieval")
+        ui.plot(model_figures.retrieval_figure(results), key="fig_probe", filename="retrieval", wide=True)
         st.dataframe([{"mask": r.label, "D": r.distance_tokens, "fact": t.key, "expected": t.expected,
                        "answer": t.answer, "correct": t.correct, "gap (tokens)": t.gap_tokens}
                       for r in results for t in r.trials], hide_index=True)
@@ -364,7 +364,7 @@ elif view == "Influence vs reach":
     far = reach & (np.arange(inf_n) < token - 64)
     c[2].metric("Influence from > 64 tokens back", f"{grad[far].sum() / grad.sum():.1%}" if grad.sum() else "0%",
                 help="share of the summed gradient norm")
-    ui.plot(model_figures.influence_figure(grad, reach, int(token), label), key="fig_influence", filename="influence")
+    ui.plot(model_figures.influence_figure(grad, reach, int(token), label), key="fig_influence", filename="influence", wide=True)
     st.caption("Reach is what the mask allows through 30 layers (exact, from attn.reach); influence is the gradient "
                "of this token's loss with respect to each input embedding — what the model actually uses. "
                "Outside the reach the gradient is exactly zero.")

@@ -178,7 +178,7 @@ with right:
         st.markdown(f"- {line}")
 
 labels = figures.token_labels(figures.SAMPLE_TEXT, n) if n <= 64 else None
-ui.plot(figures.reach_map_figure(result.sets, token, labels), key="fig_map", filename="reach_map")
+ui.plot(figures.reach_map_figure(result.sets, token, labels), key="fig_map", filename="reach_map", wide=True)
 spans = reach.intervals_of(result.sets[layer - 1])
 st.markdown(f"**After layer {layer}** token {token:,} can draw on positions {spans_text(spans)} ({count(len(spans), 'interval')}).")
 
@@ -188,7 +188,7 @@ else:
     ui.plot(
         figures.bool_matrix_figure(matrix(source, pattern, params, custom, n, layer), f"Reach matrix after layer {layer}: "
                                    "mask composed with itself, residual included", "path exists", "no path"),
-        key="fig_matrix", filename=f"reach_matrix_layer{layer}",
+        key="fig_matrix", filename=f"reach_matrix_layer{layer}", wide=True,
     )
 
 st.subheader("How many layers until token a can influence token b?")

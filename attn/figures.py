@@ -8,6 +8,7 @@ base64), so a 512 x 512 overview stays near 1.4 MB of JSON.
 from __future__ import annotations
 
 import html
+import re
 
 import numpy as np
 import plotly.graph_objects as go
@@ -105,6 +106,98 @@ def word_ticks(labels: list[str], n: int, most: int = 32) -> tuple[list[int], li
     twice ("the"), a position never."""
     ticks = list(range(0, n, -(-n // most)))
     return ticks, [f"{i} {labels[i]}" for i in ticks]
+
+
+# The narrowest a figure is drawn, in px: in a half-width column, a 1,024-pixel window with the sidebar
+# open (260); across the page, a phone (330). Presenter view folds the sidebar away: 440 and 900 there.
+NARROWEST_PX = {(False, False): 260, (False, True): 330, (True, False): 440, (True, True): 900}
+_TAG = re.compile(r"(<[^>]*>|&[#\w]+;)")
+_CHAR_EM = 0.48  # an average character of Plotly's Open Sans is 0.43-0.45 em wide (measured in Chromium), plus slack
+_LINE_SPACING = 1.3  # plotly.js's line height for multi-line text, in ems
+
+
+def _wrap_line(line: str, chars: int) -> list[str]:
+    """Break one line of Plotly's pseudo-HTML at spaces into lines of at most `chars` visible
+    characters. Tags count nothing and entities one; a tag open at a break (<sup>) is closed before
+    the <br> and opened again after it, since Plotly does not carry styles across lines."""
+    words, word, width, opened = [], [], 0, []  # word: its pieces; opened: tags open at its start
+    for piece in _TAG.split(line):
+        if not piece:
+            continue
+        if piece.startswith("<"):
+            word.append(piece)
+            continue
+        if piece.startswith("&"):
+            word.append(piece)
+            width += 1
+            continue
+        for i, part in enumerate(piece.split(" ")):
+            if i:
+                words.append(("".join(word), width))
+                word, width = [], 0
+            word.append(part)
+            width += len(part)
+    words.append(("".join(word), width))
+    out, current, used = [], "", -1
+    for text, width in words:
+        if current and used + 1 + width > chars:
+            out.append(current)
+            current, used = text, width
+        else:
+            current, used = (f"{current} {text}" if used >= 0 else text), used + 1 + width
+    out.append(current)
+    # Close and reopen the tags a break splits.
+    fixed, carry = [], []
+    for text in out:
+        text = "".join(carry) + text
+        stack = []
+        for tag in re.findall(r"<(/?)(\w+)[^>]*>", text):
+            if tag[1].lower() == "br":
+                continue
+            if tag[0]:
+                if stack and stack[-1][0] == tag[1].lower():
+                    stack.pop()
+            else:
+                stack.append((tag[1].lower(),))
+        opens = re.findall(r"<(?!/)(?!br)\w+[^>]*>", text)
+        carry = opens[len(opens) - len(stack):] if stack else []
+        fixed.append(text + "".join(f"</{t[0]}>" for t in reversed(stack)))
+    return fixed
+
+
+def fit_title(fig: go.Figure, width_px: int = NARROWEST_PX[False, False]) -> go.Figure:
+    """Wrap a figure's title at spaces so that each line fits a figure `width_px` wide: Plotly clips
+    a long title instead of wrapping it, and the server cannot know how wide a column is drawn. The
+    margin above the plot and the figure's height grow by the lines added, so the plot keeps its size.
+    Changes fig in place and returns it."""
+    title = fig.layout.title
+    if not title.text:
+        return fig
+    size = title.font.size or (fig.layout.font.size or 12) * 1.4  # plotly.js: a title is 1.4× the font
+    margin = fig.layout.margin
+    # A title placed on the plot area (xref="paper") starts after the left margin, which the y axis's
+    # tick labels and title widen beyond what is set (automargin): at least 72 px at 12 px type.
+    left = max(80 if margin.l is None else margin.l, 6 * (fig.layout.font.size or 12)) if title.xref != "container" else 0
+    room_px = max(width_px - left, 80)
+    lines = []
+    for line in re.split(r"<br\s*/?>", title.text, flags=re.I):
+        small = re.match(r"\s*<su[bp]>", line, flags=re.I) is not None  # sub/superscript: 70% type
+        lines += _wrap_line(line, int(room_px / (_CHAR_EM * size * (0.7 if small else 1.0))))
+    added = len(lines) - len(re.split(r"<br\s*/?>", title.text, flags=re.I))
+    if added:
+        top_px = 100 if margin.t is None else margin.t
+        before = len(lines) - added
+        title.text = "<br>".join(lines)
+        grow = int(round(added * _LINE_SPACING * size))
+        if not (title.yref == "container" and title.yanchor == "top"):
+            # Plotly centres an unanchored title on the top margin, so added lines would run down
+            # into the plot: hang it from the top instead, where its first line was, and let it grow down.
+            title.update(y=1, yref="container", yanchor="top", pad=dict(t=int(_LINE_SPACING * size)))
+        pad_px = title.pad.t or 0
+        fig.update_layout(margin=dict(t=max(top_px + grow, int(pad_px + len(lines) * _LINE_SPACING * size))))
+        if fig.layout.height:
+            fig.update_layout(height=fig.layout.height + grow)
+    return fig
 
 
 def slide_image_options(fig: go.Figure, slide_px: tuple[int, int] = SLIDE_PX) -> dict:
@@ -380,7 +473,7 @@ def presenter_style(fig: go.Figure) -> go.Figure:
     if title.text and "<br>" in title.text:
         title.font.size = 22
     if title.yref == "container":  # anchored at the figure's top edge: keep the first line inside it
-        title.pad.t = max(title.pad.t or 0, 24)
+        title.pad.t = max(title.pad.t or 0, 28)
     for ann in fig.layout.annotations:
         ann.font.size = max(16, int((ann.font.size or 12) * 1.5))
     # A legend under the plot sits a share of the plot's height below it; the larger tick labels and

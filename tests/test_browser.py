@@ -116,6 +116,30 @@ def test_a_1024_pixel_window_cuts_no_metric_or_the_presenter_toggle(server, page
     assert_no_exception(page)
 
 
+# Each Plotly title's horizontal overhang past the edge of its figure, in px (Plotly clips a title
+# instead of wrapping it).
+TITLE_OVERHANG_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).flatMap((g) => {
+  const t = g.querySelector('.gtitle'), svg = g.querySelector('svg.main-svg');
+  if (!t || !svg || svg.getBoundingClientRect().width === 0) return [];
+  const a = svg.getBoundingClientRect(), b = t.getBoundingClientRect();
+  const over = Math.max(a.left - b.left, b.right - a.right);
+  return over > 1 ? [[t.textContent, Math.round(over)]] : [];
+})"""
+
+
+@pytest.mark.parametrize("path, figures", [("/", 2), ("/serving-cost", 4), ("/receptive-field", 2)])
+def test_a_1024_pixel_window_clips_no_figure_title(server, page, path, figures):
+    # Half-width columns with the sidebar open are about 260 px wide: "Sliding window W = 4: query q may
+    # use key k" ran 91 px past its figure on Home, "VRAM vs context (batch 1): …" 51 px on Serving Cost.
+    page.set_viewport_size({"width": 1024, "height": 1200})
+    page.goto(server + path)
+    page.wait_for_function(f"document.querySelectorAll('.js-plotly-plot .gtitle').length >= {figures}",
+                           timeout=60_000)
+    wait_idle(page)
+    assert page.evaluate(TITLE_OVERHANG_JS) == []
+    assert_no_exception(page)
+
+
 def test_garbage_url_params_warn_and_still_draw(server, page):
     page.goto(server + "/explorer?n=abc&pattern=nope&window=-5")
     info = wait_figure(page, lambda i: i["rows"] > 0, "a mask despite bad parameters")

@@ -1,6 +1,7 @@
 """Figures: right view per size, exact data, and small on the wire."""
 
 import numpy as np
+import plotly.graph_objects as go
 import plotly.io as pio
 import pytest
 
@@ -183,3 +184,59 @@ def test_the_legend_says_when_the_design_is_full_attention(key, same):
         assert full.name.startswith(("full attention", "attention, full"))
         assert own.name.startswith(("the model's own design", "attention, the model's own design"))
         assert ("under the next" in full.name and own.name.endswith("= full attention")) == same
+
+
+# ---------------------------------------------------------------- titles wrapped to a column's width
+
+def _visible(text: str) -> str:
+    """A title as read: tags dropped, line breaks as spaces, entities as one character."""
+    import html as _html
+    import re as _re
+    return _html.unescape(_re.sub(r"<(?!br)[^>]*>", "", text).replace("<br>", " "))
+
+
+@pytest.mark.parametrize("width_px", [260, 330, 440, 900])
+def test_fit_title_wraps_at_spaces_and_grows_the_top_margin_by_its_new_lines(width_px):
+    title = ("Receptive field of token 255, layer by layer (the line marks the token)"
+             "<br><sup>cpu (Intel(R) Xeon(R) Processor, 2 threads), float32, 2026-12-01</sup>")
+    fig = go.Figure(layout=dict(title=dict(text=title, x=0), margin=dict(l=60, t=50), height=400))
+    figures.fit_title(fig, width_px)
+    lines = fig.layout.title.text.split("<br>")
+    # Same words in the same order; only spaces became breaks.
+    assert _visible(fig.layout.title.text) == _visible(title)
+    # Each line fits: its characters × the em share × the size (sub/superscript at 70%), after the
+    # 72 px the y axis takes at 12 px type (independent of the function's own arithmetic).
+    room = width_px - 72
+    for line in lines:
+        small = line.startswith("<sup>")
+        assert len(_visible(line)) * 0.48 * 12 * 1.4 * (0.7 if small else 1) <= room or " " not in _visible(line)
+        if small:  # a superscript broken across lines stays one on each
+            assert line.endswith("</sup>")
+    added = len(lines) - 2
+    assert (added > 0) == (width_px < 900)
+    grow = round(added * 1.3 * 12 * 1.4)
+    assert fig.layout.height == 400 + grow
+    assert fig.layout.margin.t >= 50 + grow
+    if added:  # hung from the top, so the new lines go down into the new margin, not into the plot
+        assert (fig.layout.title.yref, fig.layout.title.yanchor) == ("container", "top")
+
+
+def test_fit_title_leaves_a_title_that_fits_alone_and_is_idempotent():
+    fig = go.Figure(layout=dict(title=dict(text="Kernel time vs N", x=0), margin=dict(t=40), height=430))
+    before = fig.to_plotly_json()["layout"]
+    figures.fit_title(fig, 260)
+    assert fig.to_plotly_json()["layout"] == before
+    long = go.Figure(layout=dict(title=dict(text="VRAM vs context (batch 1): weights + KV cache", x=0), margin=dict(t=40)))
+    once = figures.fit_title(long, 260).to_plotly_json()["layout"]
+    assert "<br>" in once["title"]["text"]
+    assert figures.fit_title(long, 260).to_plotly_json()["layout"] == once
+
+
+def test_fit_title_counts_an_entity_as_one_character():
+    # A custom rule's "<" is written as an entity (&lt;): 14 characters shown, 29 typed. Counted as
+    # typed it would break a title that fits; each break falls between words, never inside an entity.
+    short = go.Figure(layout=dict(title=dict(text="q &lt; k &amp;&amp; k &gt; 0", x=0)))
+    assert "<br>" not in figures.fit_title(short, 260).layout.title.text
+    long = go.Figure(layout=dict(title=dict(text=" ".join(["q &lt; k &amp;&amp; k &gt; 0"] * 4), x=0)))
+    lines = figures.fit_title(long, 260).layout.title.text.split("<br>")
+    assert len(lines) > 1 and all(not line.startswith(("lt;", "amp;", "gt;")) for line in lines)
