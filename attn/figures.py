@@ -150,18 +150,15 @@ def _wrap_line(line: str, chars: int) -> list[str]:
     fixed, carry = [], []
     for text in out:
         text = "".join(carry) + text
-        stack = []
-        for tag in re.findall(r"<(/?)(\w+)[^>]*>", text):
-            if tag[1].lower() == "br":
-                continue
-            if tag[0]:
-                if stack and stack[-1][0] == tag[1].lower():
-                    stack.pop()
-            else:
-                stack.append((tag[1].lower(),))
-        opens = re.findall(r"<(?!/)(?!br)\w+[^>]*>", text)
-        carry = opens[len(opens) - len(stack):] if stack else []
-        fixed.append(text + "".join(f"</{t[0]}>" for t in reversed(stack)))
+        stack = []  # (name, the opening tag as written) of the tags still open at the line's end
+        for tag in re.finditer(r"<(/?)(\w+)[^>]*>", text):
+            closing, name = tag.group(1), tag.group(2).lower()
+            if closing and stack and stack[-1][0] == name:
+                stack.pop()
+            elif not closing:
+                stack.append((name, tag.group(0)))
+        carry = [opening for _, opening in stack]
+        fixed.append(text + "".join(f"</{name}>" for name, _ in reversed(stack)))
     return fixed
 
 
@@ -186,7 +183,6 @@ def fit_title(fig: go.Figure, width_px: int = NARROWEST_PX[False, False]) -> go.
     added = len(lines) - len(re.split(r"<br\s*/?>", title.text, flags=re.I))
     if added:
         top_px = 100 if margin.t is None else margin.t
-        before = len(lines) - added
         title.text = "<br>".join(lines)
         grow = int(round(added * _LINE_SPACING * size))
         if not (title.yref == "container" and title.yanchor == "top"):

@@ -84,7 +84,8 @@ def test_change_preset_and_context(server, page):
     wait_url(page, {"model": "llama-3.1-8b", "ctx": "65536"})
     assert metric_value(page, "VRAM total") == "24 GiB"  # 16.06e9 B weights (14.96 GiB) + 8 GiB + 1 GiB
 
-    figs = {re.sub("</?b>", "", f["title"]).split(" (")[0]: f for f in figures(page)}
+    # Titles as read: ui.plot breaks a long one into lines.
+    figs = {re.sub("</?b>", "", f["title"].replace("<br>", " ")).split(" (")[0]: f for f in figures(page)}
     assert set(figs) >= {"VRAM vs context", "KV cache vs context", "FLOPs per generated token"}, list(figs)
     vram = {t["name"]: t["y"] for t in figs["VRAM vs context"]["traces"]}
     # Capacities as the driver reports them, in GiB: 81,559 MiB and 143,771 MiB.

@@ -76,7 +76,7 @@ FIGURE_JS = """
     ones: ones,
     nonzero: nonzero,
     col0: col0,
-    title: typeof t === 'string' ? t : (t.text || ''),
+    title: (typeof t === 'string' ? t : (t.text || '')).replace(/<br>/g, ' '),  // as read: ui.plot breaks long titles
   };
 }
 """
