@@ -128,10 +128,12 @@ if not compare:
     explain(a[0])
 else:
     cols = st.columns(2)
-    for col, (name, (pattern, params)) in zip(cols, (("A", a), ("B", b))):
+    # Titles of different lengths would start the two squares at different heights.
+    shown = figures.align_tops([ui.prepare(mask_fig(pattern, n, params, labels, tiles)) for pattern, params in (a, b)])
+    for col, fig, (name, (pattern, params)) in zip(cols, shown, (("A", a), ("B", b))):
         with col:
             st.subheader(f"{name}: {PATTERN_INFO[pattern].title}")
-            ui.plot(mask_fig(pattern, n, params, labels, tiles), key=f"fig_{name}", filename=f"mask_{pattern}_{n}")
+            ui.plot(fig, key=f"fig_{name}", filename=f"mask_{pattern}_{n}", prepared=True)
             s = stats(pattern, n, params)
             st.markdown(
                 f"**{s.allowed_pairs:,}** pairs · **{ui.share(s.density_vs_causal)}** of causal FLOPs · "

@@ -196,6 +196,18 @@ def fit_title(fig: go.Figure, width_px: int = NARROWEST_PX[False, False]) -> go.
     return fig
 
 
+def align_tops(figs: list[go.Figure]) -> list[go.Figure]:
+    """Give figures shown side by side the same top margin (the largest), each growing by what it gains,
+    so that plots under titles of different lengths start level. Changes them in place."""
+    tops = [100 if f.layout.margin.t is None else f.layout.margin.t for f in figs]
+    for fig, top in zip(figs, tops):
+        if top < max(tops):
+            fig.update_layout(margin=dict(t=max(tops)))
+            if fig.layout.height:
+                fig.update_layout(height=fig.layout.height + max(tops) - top)
+    return figs
+
+
 def slide_image_options(fig: go.Figure, slide_px: tuple[int, int] = SLIDE_PX) -> dict:
     """Size options of a figure's camera download (Plotly's toImageButtonOptions).
 

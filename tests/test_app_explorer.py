@@ -81,6 +81,19 @@ def test_shared_link_reopens_same_view():
     assert "seed=4" in link and "b_window=32" in link and "n=300" in link
 
 
+def test_compare_starts_both_squares_level_under_titles_of_different_lengths():
+    import json
+
+    # A's rule is one short line, B's three once wrapped: without alignment B's square starts lower.
+    at = open_app(n="64", pattern="sliding_window", window="8", compare="1", b_pattern="local_global",
+                  b_window="8", b_global_tokens="0", b_causal="0")
+    assert not at.exception and not at.error
+    a, b = (json.loads(c.proto.spec)["layout"] for c in at.get("plotly_chart")[:2])
+    assert a["title"]["text"].count("<br>") < b["title"]["text"].count("<br>")
+    assert a["margin"]["t"] == b["margin"]["t"]
+    assert a["height"] - a["margin"]["t"] == b["height"] - b["margin"]["t"] == 640 - 150  # the plot keeps its size
+
+
 def test_bad_inputs_show_messages_not_tracebacks():
     at = open_app(n="zz", pattern="nope", window="-4")
     assert not at.exception

@@ -240,3 +240,10 @@ def test_fit_title_counts_an_entity_as_one_character():
     long = go.Figure(layout=dict(title=dict(text=" ".join(["q &lt; k &amp;&amp; k &gt; 0"] * 4), x=0)))
     lines = figures.fit_title(long, 260).layout.title.text.split("<br>")
     assert len(lines) > 1 and all(not line.startswith(("lt;", "amp;", "gt;")) for line in lines)
+
+
+def test_align_tops_gives_the_largest_top_margin_and_keeps_each_plot_height():
+    figs = [go.Figure(layout=dict(margin=dict(t=t), height=600 + t)) for t in (150, 190, 170)]
+    figures.align_tops(figs)
+    assert [f.layout.margin.t for f in figs] == [190, 190, 190]
+    assert [f.layout.height - f.layout.margin.t for f in figs] == [600, 600, 600]
