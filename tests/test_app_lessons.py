@@ -18,12 +18,12 @@ APP = ROOT / "app.py"
 PAGE = ROOT / "app_pages" / "lessons.py"
 
 
-
 def title_words(chart) -> str:
     """A chart's title as read: ui.plot breaks a long title into lines (fit_title)."""
     import json
 
     return json.loads(chart.proto.spec)["layout"]["title"]["text"].replace("<br>", " ")
+
 
 def open_lessons(**query):
     # Before its first run AppTest finds a page by file name; the Lessons page's url_path is its file name,

@@ -1,5 +1,8 @@
 """Figures: right view per size, exact data, and small on the wire."""
 
+import html
+import re
+
 import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
@@ -190,9 +193,7 @@ def test_the_legend_says_when_the_design_is_full_attention(key, same):
 
 def _visible(text: str) -> str:
     """A title as read: tags dropped, line breaks as spaces, entities as one character."""
-    import html as _html
-    import re as _re
-    return _html.unescape(_re.sub(r"<(?!br)[^>]*>", "", text).replace("<br>", " "))
+    return html.unescape(re.sub(r"<(?!br)[^>]*>", "", text).replace("<br>", " "))
 
 
 @pytest.mark.parametrize("width_px", [260, 330, 440, 900])
@@ -232,6 +233,15 @@ def test_fit_title_leaves_a_title_that_fits_alone_and_is_idempotent():
     assert figures.fit_title(long, 260).to_plotly_json()["layout"] == once
 
 
+def test_fit_title_with_copy_leaves_the_given_figure_as_it_was():
+    fits = go.Figure(layout=dict(title=dict(text="Kernel time vs N", x=0)))
+    assert figures.fit_title(fits, 260, copy=True) is fits
+    long = go.Figure(layout=dict(title=dict(text="VRAM vs context (batch 1): weights + KV cache", x=0), margin=dict(t=40)))
+    wrapped = figures.fit_title(long, 260, copy=True)
+    assert "<br>" in wrapped.layout.title.text and wrapped.layout.margin.t > 40
+    assert long.layout.title.text == "VRAM vs context (batch 1): weights + KV cache" and long.layout.margin.t == 40
+
+
 def test_fit_title_counts_an_entity_as_one_character():
     # A custom rule's "<" is written as an entity (&lt;): 14 characters shown, 29 typed. Counted as
     # typed it would break a title that fits; each break falls between words, never inside an entity.
@@ -243,7 +253,9 @@ def test_fit_title_counts_an_entity_as_one_character():
 
 
 def test_align_tops_gives_the_largest_top_margin_and_keeps_each_plot_height():
-    figs = [go.Figure(layout=dict(margin=dict(t=t), height=600 + t)) for t in (150, 190, 170)]
-    figures.align_tops(figs)
+    given = [go.Figure(layout=dict(margin=dict(t=t), height=600 + t)) for t in (150, 190, 170)]
+    figs = figures.align_tops(given)
     assert [f.layout.margin.t for f in figs] == [190, 190, 190]
+    assert [f.layout.margin.t for f in given] == [150, 190, 170]  # a cached figure stays as it was
+    assert figs[1] is given[1]
     assert [f.layout.height - f.layout.margin.t for f in figs] == [600, 600, 600]
