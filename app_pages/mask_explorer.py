@@ -127,12 +127,14 @@ if not compare:
     show_stats(stats(a[0], n, a[1]))
     explain(a[0])
 else:
-    cols = st.columns(2)
-    # Titles of different lengths would start the two squares at different heights.
+    named = (("A", a), ("B", b))
+    # Headings in a row of their own, figures in the next: a heading that wraps to two lines then
+    # lowers both figures, not one. Titles of different lengths are levelled by align_tops.
+    for col, (name, (pattern, _)) in zip(st.columns(2), named):
+        col.subheader(f"{name}: {PATTERN_INFO[pattern].title}")
     shown = figures.align_tops([ui.prepare(mask_fig(pattern, n, params, labels, tiles)) for pattern, params in (a, b)])
-    for col, fig, (name, (pattern, params)) in zip(cols, shown, (("A", a), ("B", b))):
+    for col, fig, (name, (pattern, params)) in zip(st.columns(2), shown, named):
         with col:
-            st.subheader(f"{name}: {PATTERN_INFO[pattern].title}")
             ui.plot(fig, key=f"fig_{name}", filename=f"mask_{pattern}_{n}", prepared=True)
             s = stats(pattern, n, params)
             st.markdown(

@@ -7,6 +7,8 @@ conftest.py and the page helpers in web.py, shared by every test_browser_*.py.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from web import (
@@ -137,6 +139,22 @@ def test_a_1024_pixel_window_clips_no_figure_title(server, page, path, figures):
                            timeout=60_000)
     wait_idle(page)
     assert page.evaluate(TITLE_OVERHANG_JS) == []
+    assert_no_exception(page)
+
+
+def test_compare_squares_start_level_under_headings_that_wrap_differently(server, page):
+    # At 1,024 px "A: Causal" is one line and "B: BigBird (window + global + random)" two or three:
+    # with each heading above its own figure, B's square started a line or two lower than A's.
+    page.set_viewport_size({"width": 1024, "height": 1200})
+    page.goto(server + "/explorer?n=64&pattern=causal&compare=1&b_pattern=bigbird&b_window=8")
+    wait_figure(page, lambda i: i["rows"] == 64, "mask B", key="fig_B")
+    wait_idle(page)
+    heads = page.locator('[data-testid="stHeading"]').filter(has_text=re.compile("^[AB]: "))
+    lines = [round(h.bounding_box()["height"]) for h in heads.all()]
+    assert len(lines) == 2 and lines[0] < lines[1], lines  # the case this test is about
+    tops = page.evaluate("""() => ['A', 'B'].map((k) =>
+      document.querySelector(`.st-key-fig_${k} .nsewdrag`).getBoundingClientRect().top)""")
+    assert len(tops) == 2 and abs(tops[0] - tops[1]) <= 1, tops
     assert_no_exception(page)
 
 
