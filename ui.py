@@ -65,6 +65,14 @@ BASE_CSS = """<style>
   white-space: normal !important; overflow: visible !important; }
 </style>"""
 
+# The box of a square matrix (ui.plot): as tall as the width it is given needs, at most `most` px. The
+# block holding it is the size container, so 100cqi is the width of the column the square is drawn in.
+SQUARE_BOX_CSS = """
+[data-testid="stVerticalBlock"]:has(> [data-testid="stLayoutWrapper"] > .st-key-{box}) {{ container-type: inline-size; }}
+[data-testid="stLayoutWrapper"]:has(> .st-key-{box}) {{
+  flex: 0 0 min({most}px, calc(100cqi + {extra}px)) !important; overflow: hidden !important; }}
+.st-key-{box} {{ overflow: hidden !important; }}"""
+
 PRESENTER_CSS = """<style>
 .stMainBlockContainer { max-width: 100% !important; padding-left: 2rem; padding-right: 2rem; }
 .stMainBlockContainer p, .stMainBlockContainer li, .stMainBlockContainer label { font-size: 1.45rem !important; }
@@ -281,17 +289,21 @@ def prepare(fig, wide: bool = False):
     """The figure as it will be shown: presenter styling, and a title wrapped to fit the narrowest the
     figure is drawn (a half-width column, or the page's width on a phone when `wide`). A cached figure
     stays as it was: presenter_style copies, and fit_title copies when it has to change one."""
-    from attn.figures import NARROWEST_PX, fit_title, presenter_style
+    from attn.figures import NARROWEST_PX, colorbar_below, fit_title, presenter_style
 
-    if presenter():
-        return fit_title(presenter_style(fig), NARROWEST_PX[True, wide])
-    return fit_title(fig, NARROWEST_PX[False, wide], copy=True)
+    own = presenter()  # whether fig is already this call's copy
+    if own:
+        fig = presenter_style(fig)
+    if not wide:  # a half-width column: a square's colour bar goes under it, not beside
+        moved = colorbar_below(fig, copy=not own)
+        own, fig = own or moved is not fig, moved
+    return fit_title(fig, NARROWEST_PX[presenter(), wide], copy=not own)
 
 
 def plot(fig, key: str | None = None, filename: str = "figure", wide: bool = False, prepared: bool = False) -> None:
     """Every figure goes through here: prepare() (unless the page did, to align figures side by side),
     and the modebar camera downloads it at slide resolution in the format chosen in the sidebar."""
-    from attn.figures import slide_image_options
+    from attn.figures import slide_image_options, square_overheads_px
 
     if not prepared:
         fig = prepare(fig, wide)
@@ -299,6 +311,17 @@ def plot(fig, key: str | None = None, filename: str = "figure", wide: bool = Fal
     config = PLOT_CONFIG_BASE | {
         "toImageButtonOptions": {"format": fmt, "filename": filename} | slide_image_options(fig)
     }
+    if key and fig.layout.yaxis.scaleanchor == "x" and fig.layout.height:
+        # A square matrix is as tall as its figure's width allows, at most its set height: in a narrow
+        # column a fixed height left a blank band under the square (314 px on Home at 1,024 px). Only
+        # the browser knows the width, so CSS sizes the box (100cqi: the column's width) and the chart
+        # fills it; Streamlit fixes the box's height (a flex basis) unless told otherwise.
+        across, down = square_overheads_px(fig)
+        box = f"square_{key}"
+        st.html(f"<style>{SQUARE_BOX_CSS.format(box=box, most=fig.layout.height, extra=down - across)}</style>")
+        with st.container(key=box, height=fig.layout.height, border=False):
+            st.plotly_chart(fig, width="stretch", height="stretch", config=config, key=key)
+        return
     st.plotly_chart(fig, width="stretch", config=config, key=key)
 
 

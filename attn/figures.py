@@ -80,6 +80,7 @@ def _square_layout(fig: go.Figure, title: str, n: int, height: int = 640) -> go.
         height=height,
         margin=dict(l=10, r=10, t=150, b=10),
         plot_bgcolor="white",
+        meta=dict(positions=n),  # how far the axes count, for square_overheads_px
     )
     fig.update_xaxes(title_text="key position k (attended to)", side="top", constrain="domain", showgrid=False)
     fig.update_yaxes(
@@ -215,6 +216,53 @@ def align_tops(figs: list[go.Figure]) -> list[go.Figure]:
             fig.update_layout(margin=dict(t=top), height=fig.layout.height and fig.layout.height + top - own)
         out.append(fig)
     return out
+
+
+def square_overheads_px(fig: go.Figure) -> tuple[int, int]:
+    """A square matrix's figure less its square, in px: (across, down). Across is the left margin, which
+    Plotly's automargin widens to the y axis's title and tick labels, plus the right one with any colour
+    bar; down is the top margin (title, x axis) plus the bottom one. So a figure `w` px wide needs
+    `w - across + down` px of height, no more: the page sizes its box by this (ui.plot), since only the
+    browser knows `w`. Estimated as Plotly lays out, at 0.6 em per tick character (digits are 0.57 em)."""
+    m, y, font = fig.layout.margin, fig.layout.yaxis, fig.layout.font.size or 12
+    tick_font = y.tickfont.size or font
+    if y.ticktext:
+        tick_chars = max(len(str(t)) for t in y.ticktext)
+    else:  # automatic ticks run to n - 1; d3 writes 10,000 and up with SI prefixes ("131k")
+        tick_chars = min(len(str((fig.layout.meta or {}).get("positions", 100) - 1)), 4)
+    # The axis title, its gap to the tick labels, and theirs to the axis (58 px at 12 px type, measured).
+    left = max(80 if m.l is None else m.l, round(4.8 * tick_font + 0.6 * tick_font * tick_chars))
+    right = 80 if m.r is None else m.r
+    x = fig.layout.xaxis
+    if x.ticktext and x.tickangle:  # slanted words along the top: the last one runs past the right edge
+        slant = abs(np.cos(np.radians(x.tickangle)))
+        right = max(right, round(slant * 0.6 * (x.tickfont.size or font) * max(len(str(t)) for t in x.ticktext)))
+    down = (100 if m.t is None else m.t) + (80 if m.b is None else m.b)
+    for bar in (t.colorbar for t in fig.data if t.type == "heatmap" and t.showscale is not False):
+        if bar.orientation == "h":  # under the square (colorbar_below): the bar, its ticks, its title
+            down += round(bar.thickness + 2 * 1.3 * font + 24)
+        else:  # beside it: a 30 px bar, its ticks and title (82-84 px at 12 px type)
+            right += round(7 * font)
+    return left + right, down
+
+
+def colorbar_below(fig: go.Figure, copy: bool = False) -> go.Figure:
+    """A square matrix's colour bar moved from beside the square to under it, as a thin bar across: in
+    a half-width column, a bar beside took a third of the width (a 4,096-token overview at 1,024 px was
+    drawn 88 px wide). The title goes on one line above the bar. Returns fig itself when it has no
+    bar beside a square; else fig changed, or with `copy` a changed copy."""
+    bars = [i for i, t in enumerate(fig.data) if t.type == "heatmap" and t.showscale is not False
+            and t.colorbar.orientation != "h"]
+    if fig.layout.yaxis.scaleanchor != "x" or not bars:
+        return fig
+    if copy:
+        fig = go.Figure(fig.to_dict())
+    for i in bars:
+        bar = fig.data[i].colorbar
+        title = re.sub(r"<br\s*/?>", " ", bar.title.text or "")
+        bar.update(orientation="h", x=0, xanchor="left", y=-0.03, yanchor="top", len=1, thickness=12,
+                   title=dict(text=title, side="top"))
+    return fig
 
 
 def slide_image_options(fig: go.Figure, slide_px: tuple[int, int] = SLIDE_PX) -> dict:

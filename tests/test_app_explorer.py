@@ -153,3 +153,15 @@ def test_a_bad_setting_is_named_in_the_main_area_too():
     main = [e.value for e in at.main.error]
     assert any("Pattern: Global token 999 does not exist in a sequence of 64 tokens" in m for m in main), main
     assert any("the arrow at the top left opens it" in m for m in main), main
+
+
+def test_compare_puts_colour_bars_under_the_squares_and_a_single_view_beside():
+    import json
+
+    at = open_app(n="4096", pattern="sliding_window", window="256", compare="1", b_pattern="local_global")
+    assert not at.exception
+    bars = [json.loads(c.proto.spec)["data"][0]["colorbar"] for c in at.get("plotly_chart")]
+    assert len(bars) == 3 and all(b["orientation"] == "h" and b["yanchor"] == "top" for b in bars), bars
+    at = open_app(n="4096", pattern="sliding_window", window="256")
+    (chart,) = at.get("plotly_chart")
+    assert json.loads(chart.proto.spec)["data"][0]["colorbar"].get("orientation") in (None, "v")

@@ -158,6 +158,41 @@ def test_compare_squares_start_level_under_headings_that_wrap_differently(server
     assert_no_exception(page)
 
 
+# Each square matrix's blank band under its square (or under its colour bar), and the slack left of
+# its y axis title (a square narrowed by its height is centred, so the slack grows), in px.
+SQUARE_FIT_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).flatMap((g) => {
+  const d = g.querySelector('.nsewdrag'), a = g.getBoundingClientRect();
+  if (!d || a.width === 0) return [];
+  const b = d.getBoundingClientRect(), bar = g.querySelector('.colorbar');
+  if (Math.abs(b.width - b.height) > 2) return [];
+  const lowest = Math.max(b.bottom, bar ? bar.getBoundingClientRect().bottom : 0);
+  return [{side: b.width / a.width, under: Math.round(a.bottom - lowest),
+           left: Math.round(g.querySelector('.ytitle').getBoundingClientRect().left - a.left)}];
+})"""
+
+
+@pytest.mark.parametrize("path, squares, side", [
+    ("/", 1, 0.6),
+    ("/lessons", 1, 0.65),
+    ("/explorer?n=4096&pattern=sliding_window&window=256&compare=1&b_pattern=local_global", 3, 0.6),
+    ("/explorer?n=64&pattern=causal&compare=1&b_pattern=bigbird&b_window=8&labels=1", 3, 0.5),
+])
+def test_a_square_matrix_in_a_narrow_column_leaves_no_blank_band(server, page, path, squares, side):
+    # With a fixed figure height, a square as wide as a 260-pixel column left 270-390 px blank under it;
+    # a colour bar beside took a third of the width (a 4,096-token square was 88 px of 274).
+    page.set_viewport_size({"width": 1024, "height": 1200})
+    page.goto(server + path)
+    page.wait_for_function(f"document.querySelectorAll('.js-plotly-plot .nsewdrag').length >= {squares}",
+                           timeout=60_000)
+    wait_idle(page)
+    page.wait_for_timeout(500)  # the chart follows its box's size on the next frame
+    fits = page.evaluate(SQUARE_FIT_JS)
+    assert len(fits) == squares, fits
+    for fit in fits:
+        assert fit["under"] <= 20 and fit["left"] <= 14 and fit["side"] >= side, fit
+    assert_no_exception(page)
+
+
 def test_garbage_url_params_warn_and_still_draw(server, page):
     page.goto(server + "/explorer?n=abc&pattern=nope&window=-5")
     info = wait_figure(page, lambda i: i["rows"] > 0, "a mask despite bad parameters")

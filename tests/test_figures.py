@@ -259,3 +259,35 @@ def test_align_tops_gives_the_largest_top_margin_and_keeps_each_plot_height():
     assert [f.layout.margin.t for f in given] == [150, 190, 170]  # a cached figure stays as it was
     assert figs[1] is given[1]
     assert [f.layout.height - f.layout.margin.t for f in figs] == [600, 600, 600]
+
+
+def test_colorbar_below_moves_an_overviews_bar_under_the_square_on_one_title_line():
+    given = figures.overview_figure(tile_overview(M.sliding_window(256), 4096, 256))
+    assert given.data[0].colorbar.orientation in (None, "v")
+    moved = figures.colorbar_below(given, copy=True)
+    bar = moved.data[0].colorbar
+    assert (bar.orientation, bar.yanchor, bar.len, bar.title.side) == ("h", "top", 1, "top")
+    assert bar.y < 0 and bar.title.text == "allowed share of tile"
+    assert given.data[0].colorbar.orientation in (None, "v")  # a cached figure stays as it was
+    # Moving the bar takes its width off the figure's sides and puts a band under the square instead.
+    (across0, down0), (across1, down1) = figures.square_overheads_px(given), figures.square_overheads_px(moved)
+    assert across1 < across0 and down1 > down0
+    assert figures.colorbar_below(moved) is moved  # already under
+
+
+def test_colorbar_below_leaves_a_grid_or_a_chart_alone():
+    grid = figures.grid_figure(M.causal(), 16)  # no colour bar
+    chart = go.Figure(go.Heatmap(z=[[0, 1], [1, 0]]))  # not a square matrix
+    assert figures.colorbar_below(grid, copy=True) is grid and figures.colorbar_below(chart, copy=True) is chart
+
+
+def test_square_overheads_grow_with_the_tick_labels_and_the_title():
+    across16, down16 = figures.square_overheads_px(figures.grid_figure(M.causal(), 16))
+    across_words, _ = figures.square_overheads_px(
+        figures.grid_figure(M.causal(), 16, figures.token_labels(figures.SAMPLE_TEXT, 16)))
+    long = figures.overview_figure(tile_overview(M.causal(), 131072, 256))
+    across_long, _ = figures.square_overheads_px(long)
+    assert across16 < across_words  # "3 mat" is wider than "15" and slants past the right edge
+    assert across16 < across_long  # "120k" and a colour bar beside
+    tall = figures.fit_title(figures.grid_figure(M.causal(), 16, title="a " * 200), 260, copy=True)
+    assert figures.square_overheads_px(tall)[1] - down16 == tall.layout.margin.t - 150  # title lines
