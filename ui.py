@@ -325,6 +325,16 @@ def plot(fig, key: str | None = None, filename: str = "figure", wide: bool = Fal
     st.plotly_chart(fig, width="stretch", config=config, key=key)
 
 
+def plot_side_by_side(figs, keys, filenames) -> None:
+    """Two figures in two columns, prepared together so that plots under titles of different lengths
+    start level (figures.align_tops)."""
+    from attn.figures import align_tops
+
+    for col, fig, key, filename in zip(st.columns(len(figs)), align_tops([prepare(f) for f in figs]), keys, filenames):
+        with col:
+            plot(fig, key=key, filename=filename, prepared=True)
+
+
 def global_url_params() -> dict:
     """Settings that belong to the whole app rather than a page (kept in every page's link)."""
     out = {}

@@ -250,14 +250,11 @@ if view == "Attention maps":
     except ValueError as e:
         failed(e)
     top = model_figures.shared_zmax(lo, hi, masked[head], full[head])  # one scale: shades compare across the two
-    left, right = st.columns(2)
-    with left:
-        ui.plot(model_figures.attention_map_figure(masked[head], enc.pieces, f"Layer {layer}, head {head} (KV head "
-                f"{group}) under\n{shorten(label, 60)}", lo, hi, allowed, top),
-                key="fig_masked", filename=f"attention_L{layer}_H{head}_masked")
-    with right:
-        ui.plot(model_figures.attention_map_figure(full[head], enc.pieces, "Same head,\nfull causal attention",
-                                                   lo, hi, zmax=top), key="fig_full", filename=f"attention_L{layer}_H{head}_full")
+    ui.plot_side_by_side(
+        [model_figures.attention_map_figure(masked[head], enc.pieces, f"Layer {layer}, head {head} (KV head "
+                                            f"{group}) under\n{shorten(label, 60)}", lo, hi, allowed, top),
+         model_figures.attention_map_figure(full[head], enc.pieces, "Same head,\nfull causal attention", lo, hi, zmax=top)],
+        ["fig_masked", "fig_full"], [f"attention_L{layer}_H{head}_masked", f"attention_L{layer}_H{head}_full"])
     if allowed is not None:
         outside = float(full[head][~allowed].sum() / full[head].sum())
         st.markdown(f"With full attention this head puts **{outside:.1%}** of its weight (over all {m:,} tokens of the "
@@ -416,14 +413,13 @@ else:  # encoder
     hi = min(m, 64)
     e_rule = masks.build(e_pattern, m, **dict(e_params))
     top = model_figures.shared_zmax(0, hi, result.weights[e_layer, e_head], full_result.weights[e_layer, e_head])
-    left, right = st.columns(2)
-    with left:
-        ui.plot(model_figures.attention_map_figure(result.weights[e_layer, e_head], result.pieces,
-                f"Encoder layer {e_layer}, head {e_head} under\n{shorten(e_rule.label, 60)}", 0, hi,
-                dense_numpy(e_rule, m).astype(bool), top), key="fig_enc", filename="encoder_masked")
-    with right:
-        ui.plot(model_figures.attention_map_figure(full_result.weights[e_layer, e_head], full_result.pieces,
-                "Same head,\nfull bidirectional attention", 0, hi, zmax=top), key="fig_enc_full", filename="encoder_full")
+    ui.plot_side_by_side(
+        [model_figures.attention_map_figure(result.weights[e_layer, e_head], result.pieces,
+                                            f"Encoder layer {e_layer}, head {e_head} under\n{shorten(e_rule.label, 60)}",
+                                            0, hi, dense_numpy(e_rule, m).astype(bool), top),
+         model_figures.attention_map_figure(full_result.weights[e_layer, e_head], full_result.pieces,
+                                            "Same head,\nfull bidirectional attention", 0, hi, zmax=top)],
+        ["fig_enc", "fig_enc_full"], ["encoder_masked", "encoder_full"])
 
 state = {k: st.session_state[k] for k in st.session_state if not k.startswith("_")}
 state["n"] = n

@@ -176,7 +176,7 @@ def fit_title(fig: go.Figure, width_px: int = NARROWEST_PX[False, False], copy: 
     margin = fig.layout.margin
     # A title placed on the plot area (xref="paper") starts after the left margin, which the y axis's
     # tick labels and title widen beyond what is set (automargin): at least 72 px at 12 px type.
-    left = max(80 if margin.l is None else margin.l, 6 * (fig.layout.font.size or 12)) if title.xref != "container" else 0
+    left = _left_margin_px(fig) if title.xref != "container" else 0
     room_px = max(width_px - left, 80)
     given = re.split(r"<br\s*/?>", title.text, flags=re.I)
     lines = []
@@ -218,20 +218,26 @@ def align_tops(figs: list[go.Figure]) -> list[go.Figure]:
     return out
 
 
+def _left_margin_px(fig: go.Figure) -> int:
+    """The left margin as Plotly's automargin widens it to the y axis's title and tick labels: at 0.6 em
+    a tick character (digits are 0.57 em) plus 58 px for the title and gaps at 12 px type (measured)."""
+    m, y = fig.layout.margin, fig.layout.yaxis
+    tick_font = y.tickfont.size or fig.layout.font.size or 12
+    if y.ticktext:
+        tick_chars = max(len(str(t)) for t in y.ticktext)
+    else:  # automatic ticks run to n - 1; d3 writes 10,000 and up with SI prefixes ("131k")
+        tick_chars = min(len(str((fig.layout.meta or {}).get("positions", 100) - 1)), 4)
+    return max(80 if m.l is None else m.l, round(4.8 * tick_font + 0.6 * tick_font * tick_chars))
+
+
 def square_overheads_px(fig: go.Figure) -> tuple[int, int]:
     """A square matrix's figure less its square, in px: (across, down). Across is the left margin, which
     Plotly's automargin widens to the y axis's title and tick labels, plus the right one with any colour
     bar; down is the top margin (title, x axis) plus the bottom one. So a figure `w` px wide needs
     `w - across + down` px of height, no more: the page sizes its box by this (ui.plot), since only the
     browser knows `w`. Estimated as Plotly lays out, at 0.6 em per tick character (digits are 0.57 em)."""
-    m, y, font = fig.layout.margin, fig.layout.yaxis, fig.layout.font.size or 12
-    tick_font = y.tickfont.size or font
-    if y.ticktext:
-        tick_chars = max(len(str(t)) for t in y.ticktext)
-    else:  # automatic ticks run to n - 1; d3 writes 10,000 and up with SI prefixes ("131k")
-        tick_chars = min(len(str((fig.layout.meta or {}).get("positions", 100) - 1)), 4)
-    # The axis title, its gap to the tick labels, and theirs to the axis (58 px at 12 px type, measured).
-    left = max(80 if m.l is None else m.l, round(4.8 * tick_font + 0.6 * tick_font * tick_chars))
+    m, font = fig.layout.margin, fig.layout.font.size or 12
+    left = _left_margin_px(fig)
     right = 80 if m.r is None else m.r
     x = fig.layout.xaxis
     if x.ticktext and x.tickangle:  # slanted words along the top: the last one runs past the right edge

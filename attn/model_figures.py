@@ -90,12 +90,23 @@ def attention_map_figure(weights: np.ndarray, pieces, title: str, lo: int = 0, h
     axis = dict(tickvals=list(idx), ticktext=labels, tickfont=dict(size=9)) if show_labels else {}
     # Keys are labelled up to 24 tokens: more rotated labels overlap in a half-width map; the query axis
     # keeps its labels (read across a row: that token's key is the one on the diagonal).
-    fig.update_xaxes(title="key (attended to)", **(axis if hi - lo <= 24 else {}))
-    fig.update_yaxes(title="query", autorange="reversed", **axis)
+    # Square cells with keys along the top, as in the mask figures: a query's row reads the same length
+    # as a key's column, and the page sizes the figure to its column (ui.plot). Key labels stand upright.
+    key_labels = hi - lo <= 24
+    fig.update_xaxes(title="key (attended to)", side="top", constrain="domain",
+                     **(axis | dict(tickangle=-90) if key_labels else {}))
+    fig.update_yaxes(title="query", autorange="reversed", scaleanchor="x", constrain="domain", constraintoward="top", **axis)
     lines = title.split("\n")  # a long rule goes on a line of its own: half-width titles are clipped, not wrapped
-    fig.update_layout(title=dict(text="<br>".join(map(html.escape, lines)), x=0), height=640 + 20 * (len(lines) - 1),
-                      margin=dict(l=60, r=10, t=50 + 20 * (len(lines) - 1), b=40),
-                      plot_bgcolor="#ffffff")
+    # Above the map: the title's lines (17 px type), then the key axis's title and its tick labels
+    # (numbers: one line; words: upright, 9 px type at 0.6 em a character).
+    ticks_px = round(0.6 * 9 * max(map(len, labels))) if key_labels else 16
+    top = 14 + 22 * len(lines) + 12 + 22 + ticks_px
+    # The title starts at the figure's edge, not the plot's: word labels widen the left margin to 100 px,
+    # and a rule's text (one long word, "sliding_window(window=64)") must fit a half-width column.
+    fig.update_layout(title=dict(text="<br>".join(map(html.escape, lines)), x=0, xref="container", xanchor="left",
+                                 y=1, yref="container", yanchor="top", pad=dict(t=14, l=10)),
+                      height=top + 560, margin=dict(l=60, r=10, t=top, b=10), plot_bgcolor="#ffffff",
+                      meta=dict(positions=hi))
     return fig
 
 

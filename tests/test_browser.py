@@ -21,6 +21,7 @@ from web import (
     choose_pattern,
     assert_no_exception,
     screenshot,
+    SQUARE_FIT_JS,
 )
 
 pytestmark = pytest.mark.browser
@@ -156,19 +157,6 @@ def test_compare_squares_start_level_under_headings_that_wrap_differently(server
       document.querySelector(`.st-key-fig_${k} .nsewdrag`).getBoundingClientRect().top)""")
     assert len(tops) == 2 and abs(tops[0] - tops[1]) <= 1, tops
     assert_no_exception(page)
-
-
-# Each square matrix's blank band under its square (or under its colour bar), and the slack left of
-# its y axis title (a square narrowed by its height is centred, so the slack grows), in px.
-SQUARE_FIT_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).flatMap((g) => {
-  const d = g.querySelector('.nsewdrag'), a = g.getBoundingClientRect();
-  if (!d || a.width === 0) return [];
-  const b = d.getBoundingClientRect(), bar = g.querySelector('.colorbar');
-  if (Math.abs(b.width - b.height) > 2) return [];
-  const lowest = Math.max(b.bottom, bar ? bar.getBoundingClientRect().bottom : 0);
-  return [{side: b.width / a.width, under: Math.round(a.bottom - lowest),
-           left: Math.round(g.querySelector('.ytitle').getBoundingClientRect().left - a.left)}];
-})"""
 
 
 @pytest.mark.parametrize("path, squares, side", [

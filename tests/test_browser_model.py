@@ -12,6 +12,7 @@ from web import (
     type_number,
     assert_clean,
     screenshot_tall,
+    SQUARE_FIT_JS,
 )
 
 pytestmark = pytest.mark.browser
@@ -63,3 +64,18 @@ def test_pick_document_and_window(server, page):
     wait_url(page, {"doc": "meeting", "window": "16", "view": "Loss per token"})
     assert_clean(page)
     screenshot_tall(page, "model_loss_meeting_w16.png", 2000)
+
+
+def test_attention_maps_are_level_squares_that_fill_a_narrow_column(server, page):
+    # At 1,024 px the two maps were stretched to 640 px tall in 274-px columns, the masked one a line
+    # lower (its title has three lines), with a colour bar taking a quarter of each column's width.
+    page.set_viewport_size({"width": 1024, "height": 1200})
+    page.goto(server + "/model?tokens=20")  # 20 tokens: every key and query labelled with its word
+    page.locator(".st-key-fig_full .js-plotly-plot").wait_for(timeout=MODEL_WAIT_MS)
+    wait_idle(page)
+    page.wait_for_timeout(500)  # the chart follows its box's size on the next frame
+    fits = page.evaluate(SQUARE_FIT_JS)[:2]
+    assert len(fits) == 2 and abs(fits[0]["top"] - fits[1]["top"]) <= 1, fits
+    for fit in fits:
+        assert fit["under"] <= 20 and fit["left"] <= 14 and fit["side"] >= 0.5, fit
+    assert_clean(page)

@@ -96,7 +96,10 @@ def test_attention_map_title_lines_are_escaped_one_by_one():
 
     fig = attention_map_figure(np.eye(4), list("abcd"), "Layer 0 under\ncustom(rule=q < b and b > k)", 0, 4)
     assert fig.layout.title.text == "Layer 0 under<br>custom(rule=q &lt; b and b &gt; k)"
-    assert fig.layout.height == 660 and fig.layout.margin.t == 70
+    # Room above the square for two title lines, the key axis's title and its four upright labels
+    # ("3 d": 3 characters at 9 px): the square itself keeps 560 px.
+    assert fig.layout.margin.t == 14 + 2 * 22 + 12 + 22 + round(0.6 * 9 * 3)
+    assert fig.layout.height - fig.layout.margin.t == 560 and fig.layout.xaxis.side == "top"
 
 
 def test_retrieval_columns_name_the_gap_a_window_must_span():

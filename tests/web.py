@@ -82,6 +82,19 @@ FIGURE_JS = """
 """
 
 
+# Each square matrix's blank band under its square (or under its colour bar), and the slack left of
+# its y axis title (a square narrowed by its height is centred, so the slack grows), in px.
+SQUARE_FIT_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).flatMap((g) => {
+  const d = g.querySelector('.nsewdrag'), a = g.getBoundingClientRect();
+  if (!d || a.width === 0) return [];
+  const b = d.getBoundingClientRect(), bar = g.querySelector('.colorbar');
+  if (Math.abs(b.width - b.height) > 2) return [];
+  const lowest = Math.max(b.bottom, bar ? bar.getBoundingClientRect().bottom : 0);
+  return [{top: Math.round(b.top), side: b.width / a.width, under: Math.round(a.bottom - lowest),
+           left: Math.round(g.querySelector('.ytitle').getBoundingClientRect().left - a.left)}];
+})"""
+
+
 def live_server(log_name: str):
     """Yield the base URL of a live app on a free port, logging to test-artifacts/<log_name>;
     the server is always terminated afterwards. Each browser test module wraps this in its own
