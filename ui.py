@@ -303,13 +303,14 @@ def prepare(fig, wide: bool = False):
 def plot(fig, key: str | None = None, filename: str = "figure", wide: bool = False, prepared: bool = False) -> None:
     """Every figure goes through here: prepare() (unless the page did, to align figures side by side),
     and the modebar camera downloads it at slide resolution in the format chosen in the sidebar."""
-    from attn.figures import slide_image_options, square_overheads_px
+    from attn.figures import NARROWEST_PX, slide_image_options, square_overheads_px
 
     if not prepared:
         fig = prepare(fig, wide)
     fmt = st.session_state.get("img_fmt", "png")
     config = PLOT_CONFIG_BASE | {
-        "toImageButtonOptions": {"format": fmt, "filename": filename} | slide_image_options(fig)
+        "toImageButtonOptions": {"format": fmt, "filename": filename}
+        | slide_image_options(fig, narrowest_px=NARROWEST_PX[presenter(), wide])
     }
     if key and fig.layout.yaxis.scaleanchor == "x" and fig.layout.height:
         # A square matrix is as tall as its figure's width allows, at most its set height: in a narrow

@@ -159,7 +159,7 @@ with st.expander("Share and download", expanded=False):
     st.caption("This link reopens exactly this view (copy button on the right):")
     st.code(link, language=None)
     st.caption(f"Figure: the camera icon above the figure downloads it as {image_format.upper()}, "
-               f"{figures.SLIDE_PX[1]} pixels tall and laid out as on screen (choose PNG or SVG in the sidebar).")
+               f"at least {figures.SLIDE_PX[1]} pixels tall and laid out as on screen (choose PNG or SVG in the sidebar).")
     if n <= EXPORT_MAX_N:
         d = st.columns(2)
         for col, fmt, mime in ((d[0], "csv", "text/csv"), (d[1], "npy", "application/octet-stream")):

@@ -271,17 +271,23 @@ def colorbar_below(fig: go.Figure, copy: bool = False) -> go.Figure:
     return fig
 
 
-def slide_image_options(fig: go.Figure, slide_px: tuple[int, int] = SLIDE_PX) -> dict:
+def slide_image_options(fig: go.Figure, slide_px: tuple[int, int] = SLIDE_PX, narrowest_px: int | None = None) -> dict:
     """Size options of a figure's camera download (Plotly's toImageButtonOptions).
 
     A wide figure is laid out at half the slide and drawn at 2×: slide_px pixels whose text is twice
     the size it would have in a full-size layout, so it reads on a projected slide. A square matrix
-    downloads as it is shown, scaled to the slide's height: Plotly writes the square's on-screen
-    domain into the layout and a download starts from it (plotly.js #1767), so at any other size
-    the square only shrinks (to 59% of its side, from the Mask Explorer in a 2,400-pixel-wide window)."""
+    downloads as it is shown, scaled up: Plotly writes the square's on-screen domain into the layout
+    and a download starts from it (plotly.js #1767), so at any other size the square only shrinks (to
+    59% of its side, from the Mask Explorer in a 2,400-pixel-wide window). Its box is as tall as its
+    column's width needs (ui.plot), down to what a figure `narrowest_px` wide needs: scaled so that
+    even that one comes at the slide's height, any square downloads at least that tall."""
     width, height = slide_px
     if fig.layout.yaxis.scaleanchor == "x" and fig.layout.height:
-        return {"scale": height / fig.layout.height}
+        shortest = fig.layout.height
+        if narrowest_px:
+            across, down = square_overheads_px(fig)
+            shortest = min(shortest, narrowest_px - across + down)
+        return {"scale": height / shortest}
     return {"width": width // 2, "height": height // 2, "scale": 2}
 
 

@@ -172,6 +172,10 @@ def test_slide_download_sizes():
         for shown in (fig, figures.presenter_style(fig)):
             options = figures.slide_image_options(shown)
             assert set(options) == {"scale"} and options["scale"] * shown.layout.height == pytest.approx(1080)
+            # Its box may be as short as a 260-px column needs: scaled so that that one is 1080 tall.
+            across, down = figures.square_overheads_px(shown)
+            narrow = figures.slide_image_options(shown, narrowest_px=260)["scale"]
+            assert narrow * (260 - across + down) == pytest.approx(1080) and narrow > options["scale"]
 
 
 @pytest.mark.parametrize("key,same", [("mistral-7b-v0.1", False), ("llama-3.1-8b", True)])
