@@ -65,12 +65,13 @@ BASE_CSS = """<style>
   white-space: normal !important; overflow: visible !important; }
 </style>"""
 
-# The box of a square matrix (ui.plot): as tall as the width it is given needs, at most `most` px. The
-# block holding it is the size container, so 100cqi is the width of the column the square is drawn in.
+# The box of a square matrix or a picture (ui.plot): as tall as the width it is given needs (its plot's
+# height is `aspect` times its width), at most `most` px. The block holding it is the size container,
+# so 100cqi is the width of the column the figure is drawn in.
 SQUARE_BOX_CSS = """
 [data-testid="stVerticalBlock"]:has(> [data-testid="stLayoutWrapper"] > .st-key-{box}) {{ container-type: inline-size; }}
 [data-testid="stLayoutWrapper"]:has(> .st-key-{box}) {{
-  flex: 0 0 min({most}px, calc(100cqi + {extra}px)) !important; overflow: hidden !important; }}
+  flex: 0 0 min({most}px, calc({aspect} * 100cqi + {extra}px)) !important; overflow: hidden !important; }}
 .st-key-{box} {{ overflow: hidden !important; }}"""
 
 PRESENTER_CSS = """<style>
@@ -303,7 +304,7 @@ def prepare(fig, wide: bool = False):
 def plot(fig, key: str | None = None, filename: str = "figure", wide: bool = False, prepared: bool = False) -> None:
     """Every figure goes through here: prepare() (unless the page did, to align figures side by side),
     and the modebar camera downloads it at slide resolution in the format chosen in the sidebar."""
-    from attn.figures import NARROWEST_PX, slide_image_options, square_overheads_px
+    from attn.figures import NARROWEST_PX, plot_aspect, slide_image_options, square_overheads_px
 
     if not prepared:
         fig = prepare(fig, wide)
@@ -312,14 +313,17 @@ def plot(fig, key: str | None = None, filename: str = "figure", wide: bool = Fal
         "toImageButtonOptions": {"format": fmt, "filename": filename}
         | slide_image_options(fig, narrowest_px=NARROWEST_PX[presenter(), wide])
     }
-    if key and fig.layout.yaxis.scaleanchor == "x" and fig.layout.height:
-        # A square matrix is as tall as its figure's width allows, at most its set height: in a narrow
-        # column a fixed height left a blank band under the square (314 px on Home at 1,024 px). Only
-        # the browser knows the width, so CSS sizes the box (100cqi: the column's width) and the chart
-        # fills it; Streamlit fixes the box's height (a flex basis) unless told otherwise.
+    aspect = plot_aspect(fig)
+    if key and aspect is not None:
+        # A square matrix (or a picture) is as tall as its figure's width allows, at most its set height:
+        # in a narrow column a fixed height left a blank band under the square (314 px on Home at 1,024
+        # px). Only the browser knows the width, so CSS sizes the box (100cqi: the column's width) and
+        # the chart fills it; Streamlit fixes the box's height (a flex basis) unless told otherwise.
         across, down = square_overheads_px(fig)
         box = f"square_{key}"
-        st.html(f"<style>{SQUARE_BOX_CSS.format(box=box, most=fig.layout.height, extra=down - across)}</style>")
+        css = SQUARE_BOX_CSS.format(box=box, most=fig.layout.height, aspect=round(aspect, 4),
+                                    extra=round(down - aspect * across))
+        st.html(f"<style>{css}</style>")
         with st.container(key=box, height=fig.layout.height, border=False):
             st.plotly_chart(fig, width="stretch", height="stretch", config=config, key=key)
         return

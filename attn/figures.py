@@ -218,24 +218,38 @@ def align_tops(figs: list[go.Figure]) -> list[go.Figure]:
     return out
 
 
+def plot_aspect(fig: go.Figure) -> float | None:
+    """The plot area's height over its width where Plotly holds it fixed: 1 for a square matrix (y axis
+    anchored to x), a picture's own for an image (layout meta "aspect"); None for a chart that fills
+    whatever box it is given, or a figure without a set height."""
+    if not fig.layout.height:
+        return None
+    meta = fig.layout.meta or {}
+    if "aspect" in meta:
+        return float(meta["aspect"])
+    return 1.0 if fig.layout.yaxis.scaleanchor == "x" else None
+
+
 def _left_margin_px(fig: go.Figure) -> int:
     """The left margin as Plotly's automargin widens it to the y axis's title and tick labels: at 0.6 em
-    a tick character (digits are 0.57 em) plus 58 px for the title and gaps at 12 px type (measured)."""
+    a tick character (digits are 0.57 em) plus 58 px for the title and gaps at 12 px type (measured),
+    half that without a title."""
     m, y = fig.layout.margin, fig.layout.yaxis
     tick_font = y.tickfont.size or fig.layout.font.size or 12
     if y.ticktext:
         tick_chars = max(len(str(t)) for t in y.ticktext)
     else:  # automatic ticks run to n - 1; d3 writes 10,000 and up with SI prefixes ("131k")
         tick_chars = min(len(str((fig.layout.meta or {}).get("positions", 100) - 1)), 4)
-    return max(80 if m.l is None else m.l, round(4.8 * tick_font + 0.6 * tick_font * tick_chars))
+    gaps = 4.8 if y.title.text else 2.4  # the axis title's line and its gap: half of the 58 px
+    return max(80 if m.l is None else m.l, round(gaps * tick_font + 0.6 * tick_font * tick_chars))
 
 
 def square_overheads_px(fig: go.Figure) -> tuple[int, int]:
     """A square matrix's figure less its square, in px: (across, down). Across is the left margin, which
     Plotly's automargin widens to the y axis's title and tick labels, plus the right one with any colour
     bar; down is the top margin (title, x axis) plus the bottom one. So a figure `w` px wide needs
-    `w - across + down` px of height, no more: the page sizes its box by this (ui.plot), since only the
-    browser knows `w`. Estimated as Plotly lays out, at 0.6 em per tick character (digits are 0.57 em)."""
+    `w - across + down` px of height, no more (`plot_aspect × (w - across) + down` for a picture that
+    is not square): the page sizes its box by this (ui.plot), since only the browser knows `w`. Estimated as Plotly lays out, at 0.6 em per tick character (digits are 0.57 em)."""
     m, font = fig.layout.margin, fig.layout.font.size or 12
     left = _left_margin_px(fig)
     right = 80 if m.r is None else m.r
@@ -282,11 +296,12 @@ def slide_image_options(fig: go.Figure, slide_px: tuple[int, int] = SLIDE_PX, na
     column's width needs (ui.plot), down to what a figure `narrowest_px` wide needs: scaled so that
     even that one comes at the slide's height, any square downloads at least that tall."""
     width, height = slide_px
-    if fig.layout.yaxis.scaleanchor == "x" and fig.layout.height:
+    aspect = plot_aspect(fig)
+    if aspect is not None:
         shortest = fig.layout.height
         if narrowest_px:
             across, down = square_overheads_px(fig)
-            shortest = min(shortest, narrowest_px - across + down)
+            shortest = min(shortest, aspect * (narrowest_px - across) + down)
         return {"scale": height / shortest}
     return {"width": width // 2, "height": height // 2, "scale": 2}
 

@@ -52,13 +52,20 @@ def head_grid_figure(thumbs: np.ndarray, kv_groups, title: str) -> go.Figure:
     for j, group in enumerate(kv_groups):
         y0, y1 = j * per * cell - gap / 2, (j + 1) * per * cell - gap / 2
         fig.add_shape(type="rect", x0=-gap / 2, x1=right, y0=y0, y1=y1, line=dict(color="#444", width=1.5))
-        fig.add_annotation(x=right + gap, y=(y0 + y1) / 2, text=f"KV head {j}",
+        # Placed from the plot's right edge ("x domain"): an annotation outside the x range is not drawn.
+        fig.add_annotation(x=1, xref="x domain", xshift=4, y=(y0 + y1) / 2, text=f"KV head {j}",
                            showarrow=False, xanchor="left", align="left", font=dict(size=11))
     # Height for square thumbnails across the plot width of a page in Streamlit's centred layout
     # (about 800 px); a narrower page keeps them square and leaves room below.
     plot_px = 800 * (heads * cell) / (layers * cell)
+    # Ranges fixed at the boxes' edges: autorange would stretch x to take in the "KV head" labels (by
+    # 105 of 912 units at 1,024 px), and the picture's shape would then depend on the label's width.
+    x0, x1, y0, y1 = -gap / 2 - 1, right + 1, -gap / 2 - 1, len(kv_groups) * per * cell - gap / 2 + 1
+    fig.update_xaxes(range=[x0, x1])
+    fig.update_yaxes(range=[y1, y0], autorange=False)  # reversed: heads run down
     fig.update_layout(title=dict(text=html.escape(title), x=0), height=int(max(260, plot_px + 110)),
-                      margin=dict(l=40, r=80, t=90, b=10), plot_bgcolor="#ffffff")
+                      margin=dict(l=40, r=80, t=90, b=10), plot_bgcolor="#ffffff",
+                      meta=dict(aspect=(y1 - y0) / (x1 - x0)))  # the page fits its box to it (ui.plot)
     return fig
 
 

@@ -78,4 +78,12 @@ def test_attention_maps_are_level_squares_that_fill_a_narrow_column(server, page
     assert len(fits) == 2 and abs(fits[0]["top"] - fits[1]["top"]) <= 1, fits
     for fit in fits:
         assert fit["under"] <= 20 and fit["left"] <= 14 and fit["side"] >= 0.5, fit
+    # The head grid's picture fills its width with no band under it (a fixed 348 px left 100 px blank),
+    # and its KV-group labels are drawn beside it.
+    grid = page.evaluate("""() => { const g = document.querySelector('.st-key-fig_grid .js-plotly-plot');
+      const a = g.getBoundingClientRect(), b = g.querySelector('.nsewdrag').getBoundingClientRect();
+      return {under: Math.round(a.bottom - b.bottom), x_domain: g._fullLayout.xaxis.domain,
+              labels: Array.from(g.querySelectorAll('.annotation-text')).map((t) => t.textContent)}; }""")
+    assert grid["under"] <= 20 and grid["x_domain"][0] <= 0.02 and grid["x_domain"][1] >= 0.98, grid
+    assert grid["labels"] == ["KV head 0", "KV head 1", "KV head 2"], grid
     assert_clean(page)

@@ -8,6 +8,7 @@ import io
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from attn.model_figures import WEIGHT_SCALE, head_grid_figure
@@ -65,6 +66,12 @@ def test_head_grid_labels_groups_and_square_cells():
     assert [a.text for a in fig.layout.annotations] == [f"KV head {j}" for j in range(3)]
     # Square pixels: an Image anchors y to x unless told not to, and nothing here tells it.
     assert fig.layout.yaxis.scaleanchor is None
+    # The page sizes the figure to its picture: 9 rows of 27-px cells by 30 columns, less the last gaps.
+    from attn.figures import plot_aspect
+
+    # The ranges stop 1 unit outside the boxes (so the labels beside do not widen them).
+    assert plot_aspect(fig) == pytest.approx((9 * 27 + 2) / (30 * 27 + 2))
+    assert list(fig.layout.xaxis.range) == [-2.5, 30 * 27 - 1.5 + 1] and list(fig.layout.yaxis.range) == [242.5, -2.5]
     # The KV-group boxes are horizontal bands of 3 heads each.
     # 3 heads × 27-px cells (24 + a 3-px gap), each box half a gap outside its thumbnails.
     assert [(b.y0, b.y1) for b in fig.layout.shapes] == [(-1.5, 79.5), (79.5, 160.5), (160.5, 241.5)]
