@@ -176,7 +176,8 @@ def fit_title(fig: go.Figure, width_px: int = NARROWEST_PX[False, False], copy: 
     margin = fig.layout.margin
     # A title placed on the plot area (xref="paper") starts after the left margin, which the y axis's
     # tick labels and title widen beyond what is set (automargin): at least 72 px at 12 px type.
-    left = _left_margin_px(fig) if title.xref != "container" else 0
+    # A chart's ticks may be longer than a matrix's positions ("1.5M", "100%"): 72 px at least.
+    left = max(_left_margin_px(fig), 6 * (fig.layout.font.size or 12)) if title.xref != "container" else 0
     room_px = max(width_px - left, 80)
     given = re.split(r"<br\s*/?>", title.text, flags=re.I)
     lines = []
