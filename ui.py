@@ -304,7 +304,7 @@ def prepare(fig, wide: bool = False):
 def plot(fig, key: str | None = None, filename: str = "figure", wide: bool = False, prepared: bool = False) -> None:
     """Every figure goes through here: prepare() (unless the page did, to align figures side by side),
     and the modebar camera downloads it at slide resolution in the format chosen in the sidebar."""
-    from attn.figures import NARROWEST_PX, plot_aspect, slide_image_options, square_overheads_px
+    from attn.figures import NARROWEST_PX, box_fit, slide_image_options
 
     if not prepared:
         fig = prepare(fig, wide)
@@ -313,16 +313,14 @@ def plot(fig, key: str | None = None, filename: str = "figure", wide: bool = Fal
         "toImageButtonOptions": {"format": fmt, "filename": filename}
         | slide_image_options(fig, narrowest_px=NARROWEST_PX[presenter(), wide])
     }
-    aspect = plot_aspect(fig)
-    if key and aspect is not None:
+    fit = box_fit(fig)
+    if key and fit is not None:
         # A square matrix (or a picture) is as tall as its figure's width allows, at most its set height:
         # in a narrow column a fixed height left a blank band under the square (314 px on Home at 1,024
         # px). Only the browser knows the width, so CSS sizes the box (100cqi: the column's width) and
         # the chart fills it; Streamlit fixes the box's height (a flex basis) unless told otherwise.
-        across, down = square_overheads_px(fig)
         box = f"square_{key}"
-        css = SQUARE_BOX_CSS.format(box=box, most=fig.layout.height, aspect=round(aspect, 4),
-                                    extra=round(down - aspect * across))
+        css = SQUARE_BOX_CSS.format(box=box, most=fig.layout.height, aspect=round(fit[0], 4), extra=fit[1])
         st.html(f"<style>{css}</style>")
         with st.container(key=box, height=fig.layout.height, border=False):
             st.plotly_chart(fig, width="stretch", height="stretch", config=config, key=key)

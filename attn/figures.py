@@ -250,7 +250,7 @@ def square_overheads_px(fig: go.Figure) -> tuple[int, int]:
     Plotly's automargin widens to the y axis's title and tick labels, plus the right one with any colour
     bar; down is the top margin (title, x axis) plus the bottom one. So a figure `w` px wide needs
     `w - across + down` px of height, no more (`plot_aspect × (w - across) + down` for a picture that
-    is not square): the page sizes its box by this (ui.plot), since only the browser knows `w`. Estimated as Plotly lays out, at 0.6 em per tick character (digits are 0.57 em)."""
+    is not square): see box_fit. Estimated as Plotly lays out, at 0.6 em per tick character."""
     m, font = fig.layout.margin, fig.layout.font.size or 12
     left = _left_margin_px(fig)
     right = 80 if m.r is None else m.r
@@ -265,6 +265,18 @@ def square_overheads_px(fig: go.Figure) -> tuple[int, int]:
         else:  # beside it: a 30 px bar, its ticks and title (82-84 px at 12 px type)
             right += round(7 * font)
     return left + right, down
+
+
+def box_fit(fig: go.Figure) -> tuple[float, int] | None:
+    """(aspect, extra_px) such that a figure of fixed shape (plot_aspect) drawn `w` px wide needs
+    `aspect × w + extra_px` px of height (at most its set height), or None for one that fills any box.
+    The page sizes its box by this in CSS (ui.plot), since only the browser knows `w`, and the
+    download is scaled by it (slide_image_options)."""
+    aspect = plot_aspect(fig)
+    if aspect is None:
+        return None
+    across, down = square_overheads_px(fig)
+    return aspect, round(down - aspect * across)
 
 
 def colorbar_below(fig: go.Figure, copy: bool = False) -> go.Figure:
@@ -297,12 +309,10 @@ def slide_image_options(fig: go.Figure, slide_px: tuple[int, int] = SLIDE_PX, na
     column's width needs (ui.plot), down to what a figure `narrowest_px` wide needs: scaled so that
     even that one comes at the slide's height, any square downloads at least that tall."""
     width, height = slide_px
-    aspect = plot_aspect(fig)
-    if aspect is not None:
-        shortest = fig.layout.height
-        if narrowest_px:
-            across, down = square_overheads_px(fig)
-            shortest = min(shortest, aspect * (narrowest_px - across) + down)
+    fit = box_fit(fig)
+    if fit is not None:
+        aspect, extra_px = fit
+        shortest = fig.layout.height if not narrowest_px else min(fig.layout.height, aspect * narrowest_px + extra_px)
         return {"scale": height / shortest}
     return {"width": width // 2, "height": height // 2, "scale": 2}
 

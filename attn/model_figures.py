@@ -56,7 +56,7 @@ def head_grid_figure(thumbs: np.ndarray, kv_groups, title: str) -> go.Figure:
         fig.add_annotation(x=1, xref="x domain", xshift=4, y=(y0 + y1) / 2, text=f"KV head {j}",
                            showarrow=False, xanchor="left", align="left", font=dict(size=11))
     # Height for square thumbnails across the plot width of a page in Streamlit's centred layout
-    # (about 800 px); a narrower page keeps them square and leaves room below.
+    # (about 800 px): the most it takes; on a narrower page the box shrinks to the picture (ui.plot).
     plot_px = 800 * (heads * cell) / (layers * cell)
     # Ranges fixed at the boxes' edges: autorange would stretch x to take in the "KV head" labels (by
     # 105 of 912 units at 1,024 px), and the picture's shape would then depend on the label's width.

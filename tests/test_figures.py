@@ -295,3 +295,10 @@ def test_square_overheads_grow_with_the_tick_labels_and_the_title():
     assert across16 < across_long  # "120k" and a colour bar beside
     tall = figures.fit_title(figures.grid_figure(M.causal(), 16, title="a " * 200), 260, copy=True)
     assert figures.square_overheads_px(tall)[1] - down16 == tall.layout.margin.t - 150  # title lines
+
+
+def test_box_fit_is_the_height_a_width_needs_for_a_square_and_none_for_a_chart():
+    fig = figures.mask_figure(M.causal(), 4096)
+    across, down = figures.square_overheads_px(fig)
+    assert figures.box_fit(fig) == (1.0, down - across)  # a 300-px figure needs 300 - across + down
+    assert figures.box_fit(figures.reach_growth_figure(np.array([3, 5]), 4, None, None)) is None
