@@ -9,8 +9,13 @@ import streamlit as st
 import ui
 from attn import figures, limits, masks, render
 from attn.presets import PATTERN_INFO, rule_notes
+from attn.state import parse_choice
 
 EXPORT_MAX_N = limits.EXPORT_MAX_N
+VIEWS = {"pairs": "Pairs", "blocks": "Kernel blocks"}
+# Keys of their own: "block" is BigBird's parameter, "view" the Model page's (session state is shared).
+DEFAULTS = {"draw": "pairs", "kernel_block": 128}  # left out of the link when unchanged
+URL_KEYS = {"draw": parse_choice(VIEWS, "Draw the mask as"), "kernel_block": parse_choice(figures.BLOCK_SIZES, "Block size")}
 
 
 @ui.cached("Computing the mask…")
@@ -21,9 +26,21 @@ def mask_fig(pattern, n, params, labels, tiles):
     return figures.overview_figure(render.tile_overview(rule, n, tiles))
 
 
+@ui.cached("Sorting blocks…")
+def blocks_fig(pattern, n, params, block):
+    return figures.block_kinds_figure(masks.build(pattern, n, **dict(params)), n, block)
+
+
 @ui.cached("Counting pairs…")
-def stats(pattern, n, params):
-    return render.mask_stats(masks.build(pattern, n, **dict(params)), n)
+def stats(pattern, n, params, block):
+    return render.mask_stats(masks.build(pattern, n, **dict(params)), n, block_size=block)
+
+
+def shown_fig(pattern, n, params):
+    """The figure of the view chosen in the sidebar: pairs (cells or tile overview) or kernel blocks."""
+    if view == "blocks":
+        return blocks_fig(pattern, n, params, block)
+    return mask_fig(pattern, n, params, labels, tiles)
 
 
 @ui.cached("Comparing…")
@@ -69,7 +86,7 @@ def show_stats(s: render.MaskStats):
     bottom[0].metric("Keys per query: min", f"{s.min_keys:,}", help=f"mean {s.mean_keys:,.1f}")
     bottom[1].metric("Keys per query: max", f"{s.max_keys:,}", help="the most keys any single query may attend to")
     bottom[2].metric(
-        "128×128 blocks run",
+        f"{s.block_size}×{s.block_size} blocks run",
         ui.share(s.blocks_touched / s.blocks_total),
         help=f"{s.blocks_touched:,} of {s.blocks_total:,} blocks hold an allowed pair: what a block-sparse kernel "
         f"(FlexAttention) computes, {s.executed_flops_blocks(64) / max(s.useful_flops(64), 1):.2f}× the useful FLOPs",
@@ -83,8 +100,8 @@ def compare_table(sa: render.MaskStats, sb: render.MaskStats) -> dict:
         ("keys per query (min)", "{:,}", lambda s: s.min_keys),
         ("keys per query (mean)", "{:,.1f}", lambda s: s.mean_keys),
         ("keys per query (max)", "{:,}", lambda s: s.max_keys),
-        ("128×128 blocks run", "{}", lambda s: f"{s.blocks_touched:,} of {s.blocks_total:,} "
-                                               f"({ui.share(s.blocks_touched / s.blocks_total)})"),
+        (f"{sa.block_size}×{sa.block_size} blocks run", "{}", lambda s: f"{s.blocks_touched:,} of {s.blocks_total:,} "
+                                                                      f"({ui.share(s.blocks_touched / s.blocks_total)})"),
     ]
     return {
         "measure": [r[0] for r in rows],
@@ -98,9 +115,31 @@ def explain(pattern):
     st.markdown(f"**{info.title}.** {info.what}  \n**Used by:** {info.used_by}  \n**Cost:** {info.cost}")
 
 
+def view_file() -> str:
+    return f"blocks{block}" if view == "blocks" else "mask"
+
+
+@ui.cached("Sorting blocks…")
+def block_work(pattern, n, params, block):
+    """(pairs a block-sparse kernel computes, pairs the rule allows)."""
+    bk = render.block_kinds(masks.build(pattern, n, **dict(params)), n, block)
+    return bk.computed_pairs, int(bk.counts.sum())
+
+
+def blocks_caption(pattern, params):
+    computed, allowed = block_work(pattern, n, params, block)
+    st.caption(
+        f"Each cell is one {block} × {block} block of (query, key) pairs, as FlexAttention's BlockMask holds it: "
+        "**full** blocks are computed without calling the mask rule, **partial** ones are computed and then masked "
+        "pair by pair, **skipped** ones cost nothing. A block cut short by N is never full. "
+        f"The kernel computes **{computed:,}** pairs for the **{allowed:,}** allowed: "
+        f"**{computed / max(allowed, 1):.2f}×** the useful work."
+    )
+
+
 st.title("Mask Explorer")
 st.caption("Which keys may each query attend to? Every cell below is computed from the same rule the kernels run.")
-for notice in ui.load_url_state("explorer"):
+for notice in ui.load_url_state("explorer", extra=URL_KEYS):
     ui.notice(notice, "warning", ":material/link:")
 
 with st.sidebar:
@@ -110,7 +149,16 @@ with st.sidebar:
     a = sidebar_rule("", "Pattern", "sliding_window", problems)
     compare = st.checkbox("Compare with a second pattern", key="compare")
     b = sidebar_rule("b_", "Pattern B", "local_global", problems) if compare else None
-    labels = st.checkbox("Token labels from a sample sentence", key="labels", disabled=n > figures.GRID_MAX_N)
+    for key, value in DEFAULTS.items():
+        ui.set_default(key, value)
+    view = st.radio("Draw the mask as", list(VIEWS), key="draw", format_func=VIEWS.get, horizontal=True,
+                    help="Pairs: every (query, key) pair the rule allows. Kernel blocks: the mask cut into "
+                         "blocks as a block-sparse kernel (FlexAttention's BlockMask) runs it.")
+    block = st.selectbox("Block size (tokens)", figures.BLOCK_SIZES, key="kernel_block",
+                         help="FlexAttention's default block is 128 × 128 (the lab's CPU kernel uses 64). "
+                              "Sets the block view and the 'blocks run' count.")
+    labels = st.checkbox("Token labels from a sample sentence", key="labels",
+                         disabled=n > figures.GRID_MAX_N or view == "blocks")
 
 if a is None or (compare and b is None):
     for problem in problems:
@@ -122,9 +170,14 @@ if a is None or (compare and b is None):
 image_format = st.session_state.get("img_fmt", "png")
 # Three figures side by side: halve the overview so the page stays light on the wire.
 tiles = figures.OVERVIEW_TILES // (2 if compare else 1)
+if view == "blocks" and (problem := figures.block_view_problem(n, block)):
+    st.warning(problem, icon=":material/grid_view:")
+    st.stop()
 if not compare:
-    ui.plot(mask_fig(a[0], n, a[1], labels, tiles), key="fig_a", filename=f"mask_{a[0]}_{n}", wide=True)
-    show_stats(stats(a[0], n, a[1]))
+    ui.plot(shown_fig(a[0], n, a[1]), key="fig_a", filename=f"{view_file()}_{a[0]}_{n}", wide=True)
+    if view == "blocks":
+        blocks_caption(*a)
+    show_stats(stats(a[0], n, a[1], block))
     explain(a[0])
 else:
     named = (("A", a), ("B", b))
@@ -132,11 +185,11 @@ else:
     # lowers both figures, not one. Titles of different lengths are levelled by align_tops.
     for col, (name, (pattern, _)) in zip(st.columns(2), named):
         col.subheader(f"{name}: {PATTERN_INFO[pattern].title}")
-    shown = figures.align_tops([ui.prepare(mask_fig(pattern, n, params, labels, tiles)) for pattern, params in (a, b)])
+    shown = figures.align_tops([ui.prepare(shown_fig(pattern, n, params)) for pattern, params in (a, b)])
     for col, fig, (name, (pattern, params)) in zip(st.columns(2), shown, named):
         with col:
-            ui.plot(fig, key=f"fig_{name}", filename=f"mask_{pattern}_{n}", prepared=True)
-            s = stats(pattern, n, params)
+            ui.plot(fig, key=f"fig_{name}", filename=f"{view_file()}_{pattern}_{n}", prepared=True)
+            s = stats(pattern, n, params, block)
             st.markdown(
                 f"**{s.allowed_pairs:,}** pairs · **{ui.share(s.density_vs_causal)}** of causal FLOPs · "
                 f"keys per query **{s.min_keys:,}–{s.max_keys:,}**"
@@ -151,10 +204,10 @@ else:
     with right:
         st.subheader("A vs B")
         # A static table: its cells are short sentences ("2,047 of 1,048,576 (0.195%)") a data grid would cut.
-        st.table(pd.DataFrame(compare_table(stats(a[0], n, a[1]), stats(b[0], n, b[1]))).set_index("measure"))
+        st.table(pd.DataFrame(compare_table(stats(a[0], n, a[1], block), stats(b[0], n, b[1], block))).set_index("measure"))
 
 state = {k: st.session_state[k] for k in st.session_state if not k.startswith("_")}
-link = ui.write_url_state(state)
+link = ui.write_url_state(state, extra_keys=[k for k, v in DEFAULTS.items() if state.get(k) != v])
 with st.expander("Share and download", expanded=False):
     st.caption("This link reopens exactly this view (copy button on the right):")
     st.code(link, language=None)

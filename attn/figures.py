@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 
 from .limits import GRID_MAX_N  # noqa: F401  (re-exported)
 from .masks import MaskRule, and_masks, not_mask
-from .render import TileOverview, tile_overview
+from .render import BLOCK_KIND_NAMES, TileOverview, block_kinds, tile_overview
 
 OVERVIEW_TILES = 512
 
@@ -384,6 +384,54 @@ def mask_figure(rule: MaskRule, n: int, labels: list[str] | None = None, tiles: 
     return overview_figure(tile_overview(rule, n, tiles))
 
 
+# Block sizes the block view offers: FlexAttention's default is 128 (the CPU kernel here uses 64).
+BLOCK_SIZES = (16, 32, 64, 128, 256, 512, 1024)
+# Skipped blocks white, partial ones a light blue, full ones the mask's own dark blue.
+BLOCK_SCALE = three_bands("#ffffff", "#8fbce6", ALLOWED)
+
+
+def block_view_problem(n: int, block: int, most: int = OVERVIEW_TILES) -> str | None:
+    """Why the block view cannot draw N tokens in blocks of `block` (more than `most` blocks a side,
+    as many cells as the tile overview), naming the smallest block size that can; None if it can."""
+    t = -(-n // block)
+    if t <= most:
+        return None
+    fits = next((b for b in BLOCK_SIZES if -(-n // b) <= most), None)
+    return (f"N = {n:,} in blocks of {block} tokens is {t:,} × {t:,} blocks; the block view draws at most "
+            f"{most} × {most}" + (f": choose blocks of {fits} tokens or more." if fits else "."))
+
+
+def block_kinds_figure(rule: MaskRule, n: int, block: int, title: str | None = None) -> go.Figure:
+    """The mask as a block-sparse kernel runs it (FlexAttention's BlockMask): each cell one block × block
+    tile, full (computed without mask_mod), partial (computed and masked pair by pair) or skipped.
+    Cells sit at their tokens' positions, so a last block cut short by N is drawn short."""
+    problem = block_view_problem(n, block)
+    if problem:
+        raise ValueError(problem)
+    bk = block_kinds(rule, n, block)
+    edges = (bk.edges - 0.5).astype(np.float32)  # token q spans q - 0.5 .. q + 0.5, as in the pair grid
+    gap = 1 if bk.kinds.shape[0] <= 64 else 0
+    fig = go.Figure(
+        go.Heatmap(
+            x=edges,
+            y=edges,
+            z=bk.kinds,
+            customdata=bk.counts.astype(np.int32),
+            colorscale=BLOCK_SCALE,
+            zmin=-0.5,
+            zmax=2.5,
+            xgap=gap,
+            ygap=gap,
+            meta="blocks",  # presenter_style gives these three kinds their own colours
+            # x and y in a hover are the block's centre; a last block cut short by N is smaller than block².
+            hovertemplate="block around query %{y:,.0f}, key %{x:,.0f}<br>%{customdata:,} pairs allowed in it<extra></extra>",
+            colorbar=dict(title=dict(text="block", side="top"), tickvals=[0, 1, 2], ticktext=list(BLOCK_KIND_NAMES)),
+        )
+    )
+    counts = ", ".join(f"{bk.total(k):,} {name}" for k, name in reversed(list(enumerate(BLOCK_KIND_NAMES))))
+    return _square_layout(fig, title or f"{wrap_label(rule.label)}<br>N = {n:,} · {block}×{block} blocks: {counts}", n)
+
+
 def difference_counts(a: MaskRule, b: MaskRule, n: int, tiles: int = OVERVIEW_TILES) -> tuple[TileOverview, TileOverview]:
     """Exact tile counts of the pairs only A allows and of those only B allows."""
     return tile_overview(and_masks(a, not_mask(b)), n, tiles), tile_overview(and_masks(b, not_mask(a)), n, tiles)
@@ -554,6 +602,7 @@ PRESENTER_FRACTION = [[0.0, "#ffffff"], [1e-9, "#E69F00"], [0.5, "#B35900"], [1.
 PRESENTER_DIFF = [[0.0, "#0072B2"], [0.5 - 1e-9, "#8CC4E6"], [0.5, "#ffffff"], [0.5 + 1e-9, "#F2B27F"],
                   [1.0, "#D55E00"]]
 PRESENTER_DIFF_EXACT = three_bands("#0072B2", "#ffffff", "#D55E00")
+PRESENTER_BLOCKS = three_bands("#ffffff", "#E69F00", "#000000")  # skipped, partial, full
 # Attention weights (a trace marked meta="gradient"): most are small but none is zero, so the scale
 # starts pale and darkens gradually; PRESENTER_FRACTION's jump to orange would paint them all alike.
 PRESENTER_GRADIENT = [[0.0, "#ffffff"], [1e-6, "#fdebc8"], [0.15, "#f1b244"], [0.5, "#b35900"], [1.0, "#000000"]]
@@ -595,7 +644,9 @@ def presenter_style(fig: go.Figure) -> go.Figure:
     for trace in fig.data:
         if trace.type == "heatmap":
             scale = trace.colorscale or ()
-            if trace.zmin is not None and trace.zmin < 0:
+            if trace.meta == "blocks":
+                trace.colorscale = PRESENTER_BLOCKS
+            elif trace.zmin is not None and trace.zmin < 0:
                 banded = len(scale) == len(DIFF_EXACT)  # an exact difference keeps its three swatches
                 trace.colorscale = PRESENTER_DIFF_EXACT if banded else PRESENTER_DIFF
             elif trace.meta == "gradient":

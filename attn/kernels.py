@@ -186,19 +186,15 @@ def build_block_mask(rule: MaskRule, n: int, device: torch.device | str = "cpu",
 
 
 def block_mask_from_tiles(rule: MaskRule, n: int, block: int):
-    """The BlockMask create_block_mask would build, from render.tile_overview's exact allowed-pair
-    count of every block × block tile, without evaluating the N² pairs.
-
-    A block whose block² pairs are all allowed is "full" (flex skips the mask_mod there); one with
-    some allowed pairs is "partial". As in create_block_mask, a block clipped by the end of the
-    sequence is never full (its missing pairs count as masked)."""
+    """The BlockMask create_block_mask would build, from render.block_kinds (full / partial / skipped
+    from the exact allowed-pair count of every block × block tile), without evaluating the N² pairs.
+    The Mask Explorer's block view draws the same block_kinds."""
     from torch.nn.attention.flex_attention import BlockMask
 
-    from .render import tile_overview
+    from .render import FULL, PARTIAL, block_kinds
 
-    counts = tile_overview(rule, n, tile_size=block).counts  # (T, T), T = ceil(n / block)
-    full = counts == block * block
-    partial = (counts > 0) & ~full
+    kinds = block_kinds(rule, n, block).kinds  # (T, T), T = ceil(n / block)
+    full, partial = kinds == FULL, kinds == PARTIAL
 
     def kv_blocks(chosen: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         # Per query block: how many key blocks, and their indices first, ascending (B = H = 1).

@@ -108,6 +108,47 @@ def tile_overview(rule: MaskRule, n: int, tiles: int = 512, tile_size: int | Non
     return TileOverview(rule.label, n, size, edges, np.diff(cumulative, axis=1))
 
 
+# What a block-sparse kernel does with each block × block tile of a mask (FlexAttention's BlockMask).
+SKIPPED, PARTIAL, FULL = 0, 1, 2
+BLOCK_KIND_NAMES = ("skipped", "partial", "full")
+
+
+@dataclass(frozen=True)
+class BlockKinds:
+    """A mask as a block-sparse kernel sees it. kinds: int8 (T, T), one of SKIPPED / PARTIAL / FULL per
+    block (query block rows, key block columns); counts: int64 (T, T), the allowed pairs in each;
+    edges: int64 (T + 1,), the token boundaries (the last block may be shorter)."""
+
+    rule_label: str
+    n: int
+    block: int
+    edges: np.ndarray
+    counts: np.ndarray
+    kinds: np.ndarray
+
+    def total(self, kind: int) -> int:
+        return int((self.kinds == kind).sum())
+
+    @property
+    def computed_pairs(self) -> int:
+        """Pairs the kernel computes: the whole area of every full or partial block."""
+        sizes = np.diff(self.edges)
+        return int((sizes[:, None] * (self.kinds != SKIPPED) * sizes[None, :]).sum())
+
+
+def block_kinds(rule: MaskRule, n: int, block: int) -> BlockKinds:
+    """Each block × block tile of the mask as FlexAttention's create_block_mask classifies it: "full"
+    when all block² pairs are allowed (the kernel computes it without calling mask_mod), "partial" when
+    some are (computed, then masked pair by pair), "skipped" when none is. As in create_block_mask, a
+    block clipped by the end of the sequence is never full: its missing pairs count as masked.
+    Exact, from tile_overview's counts, without the N × N matrix."""
+    if isinstance(block, bool) or not isinstance(block, (int, np.integer)) or block < 1:
+        raise ValueError(f"The block size must be a positive whole number of tokens, got {block!r}.")
+    ov = tile_overview(rule, n, tile_size=int(block))
+    kinds = np.where(ov.counts == block * block, FULL, np.where(ov.counts > 0, PARTIAL, SKIPPED)).astype(np.int8)
+    return BlockKinds(ov.rule_label, n, int(block), ov.edges, ov.counts, kinds)
+
+
 def _sum_by_row(values: np.ndarray, tile_row: np.ndarray, t: int) -> np.ndarray:
     out = np.zeros((t, values.shape[1]), dtype=np.int64)
     np.add.at(out, tile_row, values)

@@ -165,3 +165,45 @@ def test_compare_puts_colour_bars_under_the_squares_and_a_single_view_beside():
     at = open_app(n="4096", pattern="sliding_window", window="256")
     (chart,) = at.get("plotly_chart")
     assert json.loads(chart.proto.spec)["data"][0]["colorbar"].get("orientation") in (None, "v")
+
+
+def test_kernel_blocks_view_from_the_sidebar_and_a_link():
+    # N = 1000, W = 200, blocks of 64: 16 × 16 blocks; (q, k) pairs counted by hand below.
+    at = open_app(n="1000", window="200")
+    at.radio(key="draw").set_value("blocks")
+    at.selectbox(key="kernel_block").set_value(64).run()
+    assert not at.exception and not at.error
+    z = figure_z(at)
+    assert z.shape == (16, 16) and z[1, 0] == 2 and z[1, 1] == 1 and z[0, 1] == 0
+    assert metric(at, "64×64 blocks run") == f"{(z > 0).mean():.1%}"
+    allowed = sum(min(q + 1, 200) for q in range(1000))
+    sizes = np.diff(np.minimum(np.arange(17) * 64, 1000))
+    computed = int((sizes[:, None] * (z > 0) * sizes[None, :]).sum())
+    caption = " ".join(c.value for c in at.caption)
+    assert f"computes **{computed:,}** pairs for the **{allowed:,}** allowed" in caption
+    assert at.checkbox(key="labels").disabled  # token labels belong to the pair view
+    link = at.code[0].value
+    assert "draw=blocks" in link and "kernel_block=64" in link
+    # The link reopens it; the defaults stay out of links.
+    at = open_app(n="1000", window="200", draw="blocks", kernel_block="64")
+    assert not at.exception and not at.warning and figure_z(at).shape == (16, 16)
+    at.radio(key="draw").set_value("pairs")
+    at.selectbox(key="kernel_block").set_value(128).run()
+    assert "draw=" not in at.code[0].value and "kernel_block=" not in at.code[0].value
+    assert metric(at, "128×128 blocks run")
+
+
+def test_kernel_blocks_view_refuses_too_many_blocks_and_bad_links():
+    at = open_app(n="131072", draw="blocks", kernel_block="64")
+    assert not at.exception and not at.get("plotly_chart")
+    assert any("2,048 × 2,048 blocks" in w.value and "blocks of 256 tokens or more" in w.value for w in at.warning)
+    at.selectbox(key="kernel_block").set_value(256).run()
+    assert not at.exception and not at.warning and figure_z(at).shape == (512, 512)
+    at = open_app(n="300", draw="cubes", kernel_block="100", compare="1", b_pattern="bigbird", b_block="8")
+    assert not at.exception
+    warned = sorted(w.value for w in at.warning)
+    assert len(warned) == 2 and "Draw the mask as must be one of pairs, blocks; got 'cubes'" in warned[0]
+    assert "Block size must be one of 16, 32, 64, 128, 256, 512, 1024; got '100'" in warned[1]
+    assert len(at.get("plotly_chart")) == 3 and at.number_input(key="b_block").value == 8  # BigBird's own block
+    at.radio(key="draw").set_value("blocks").run()  # compare: both in blocks, the difference in pair tiles
+    assert not at.exception and [figure_z(at, i).shape for i in range(3)] == [(3, 3), (3, 3), (150, 150)]

@@ -164,6 +164,7 @@ def test_compare_squares_start_level_under_headings_that_wrap_differently(server
     ("/lessons", 1, 0.65),
     ("/explorer?n=4096&pattern=sliding_window&window=256&compare=1&b_pattern=local_global", 3, 0.6),
     ("/explorer?n=64&pattern=causal&compare=1&b_pattern=bigbird&b_window=8&labels=1", 3, 0.5),
+    ("/explorer?n=1000&window=200&draw=blocks&kernel_block=64&compare=1&b_pattern=causal", 3, 0.5),
 ])
 def test_a_square_matrix_in_a_narrow_column_leaves_no_blank_band(server, page, path, squares, side):
     # With a fixed figure height, a square as wide as a 260-pixel column left 270-390 px blank under it;
@@ -197,3 +198,39 @@ def test_garbage_url_params_warn_and_still_draw(server, page):
     assert page.get_by_label("Window W", exact=True).input_value() == "8"
     assert_no_exception(page)
     screenshot(page, "explorer_garbage_params.png")
+
+
+def test_kernel_blocks_view_shows_flex_blocks(server, page):
+    # Independent count: query q of a causal window of 200 sees keys max(0, q - 199)..q; a 64 × 64 block
+    # is full when all its pairs are allowed (and not cut short by N = 1,000), skipped when none is.
+    n, w, block = 1000, 200, 64
+    t = -(-n // block)
+    allowed = [[0] * t for _ in range(t)]
+    for q in range(n):
+        lo, hi = max(0, q - w + 1), q + 1
+        for j in range(lo // block, (hi - 1) // block + 1):
+            allowed[q // block][j] += min(hi, (j + 1) * block) - max(lo, j * block)
+    full = sum(a == block * block for row in allowed for a in row)
+    touched = sum(a > 0 for row in allowed for a in row)
+
+    page.goto(server + f"/explorer?n={n}&window={w}")
+    wait_figure(page, lambda i: "N = 1,000 · cell" in i["title"], "the pair view's overview")
+    page.get_by_text("Kernel blocks", exact=True).click()
+    wait_url(page, {"draw": "blocks"})
+    wait_idle(page)
+    page.get_by_role("combobox", name="Block size (tokens)", exact=True).click()
+    page.get_by_role("option", name="64", exact=True).click()
+    info = wait_figure(page, lambda i: i["rows"] == t and i["cols"] == t, f"{t} × {t} blocks")
+    assert info["nonzero"] == touched and info["nonzero"] - info["ones"] == full, info  # z: 0 / 1 partial / 2 full
+    assert f"{full:,} full, {touched - full:,} partial, {t * t - touched:,} skipped" in info["title"], info["title"]
+    wait_metric(page, "64×64 blocks run", f"{touched / (t * t):.1%}")
+    wait_url(page, {"draw": "blocks", "kernel_block": "64"})
+    assert page.get_by_label("Token labels from a sample sentence").is_disabled()
+    # Hovering block (15, 14), in the last row (40 tokens: queries 960..999), names its centre and its count.
+    square = page.locator(".st-key-fig_a .nsewdrag").bounding_box()
+    page.mouse.move(square["x"] + square["width"] * 928 / n, square["y"] + square["height"] * 980 / n)
+    page.wait_for_function("() => (document.querySelector('.hoverlayer') || {}).textContent?.includes('pairs allowed')")
+    hover = page.evaluate("() => document.querySelector('.hoverlayer').textContent")
+    assert "query 980, key 928" in hover and f"{allowed[t - 1][t - 2]:,} pairs allowed in it" in hover, hover
+    assert_no_exception(page)
+    screenshot(page, "explorer_kernel_blocks.png")

@@ -302,3 +302,71 @@ def test_box_fit_is_the_height_a_width_needs_for_a_square_and_none_for_a_chart()
     across, down = figures.square_overheads_px(fig)
     assert figures.box_fit(fig) == (1.0, down - across)  # a 300-px figure needs 300 - across + down
     assert figures.box_fit(figures.reach_growth_figure(np.array([3, 5]), 4, None, None)) is None
+
+
+# ----------------------------------------------------------- kernel blocks ---
+BLOCK_RULES = {
+    "sliding_window_37": M.sliding_window(37),
+    "sliding_window_200": M.sliding_window(200),
+    "local_global": M.local_global(16, [0, 150]),
+    "bigbird": M.bigbird(8, [0], 2, 3, 16, 300),
+    "chunked_64": M.chunked(64),
+    "dilated": M.dilated(32, 3),
+    "full": M.full(),
+    "document": M.document([100, 150, 50]),
+}
+
+
+@pytest.mark.parametrize("block", [16, 64, 128])
+@pytest.mark.parametrize("n", [1, 17, 128, 300])
+@pytest.mark.parametrize("name", sorted(BLOCK_RULES))
+def test_block_view_is_flex_own_block_mask(name, n, block):
+    # The reference: FlexAttention's create_block_mask, evaluating the rule pair by pair.
+    import torch
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    rule = BLOCK_RULES[name]
+    if name in ("bigbird", "document"):
+        n = 300  # these rules are built for their length
+    ref = create_block_mask(rule.mask_mod, None, None, n, n, device="cpu", BLOCK_SIZE=block, _compile=False)
+    computed = ref.to_dense()[0, 0].bool().numpy()
+    t = computed.shape[0]
+    full = np.zeros((t, t), bool)
+    for row, count in enumerate(ref.full_kv_num_blocks[0, 0].tolist()):
+        full[row, ref.full_kv_indices[0, 0, row, :count].numpy()] = True
+    want = np.where(full, 2, np.where(computed, 1, 0))
+
+    fig = figures.block_kinds_figure(rule, n, block)
+    assert np.array_equal(z_of(fig), want)
+    # Each cell spans its block's tokens: the last one is cut short by N.
+    edges = np.minimum(np.arange(0, t + 1) * block, n) - 0.5
+    assert np.array_equal(np.asarray(fig.data[0].x), edges) and np.array_equal(np.asarray(fig.data[0].y), edges)
+    dense = torch.from_numpy(rule.dense(n).numpy().astype(np.int64))
+    counts = torch.nn.functional.pad(dense, (0, t * block - n, 0, t * block - n)).reshape(t, block, t, block).sum((1, 3))
+    assert np.array_equal(np.asarray(fig.data[0].customdata), counts.numpy())  # hover: allowed pairs per block
+    title = fig.layout.title.text
+    assert f"{(want == 2).sum():,} full, {(want == 1).sum():,} partial, {(want == 0).sum():,} skipped" in title
+
+
+def test_block_view_by_hand_and_its_limits():
+    from attn.render import block_kinds
+
+    # W = 200, N = 1000, blocks of 64: queries 64..127 see keys 0..63 whole (q - k <= 127 < 200), so
+    # block (1, 0) is full; a diagonal block is cut by causality, partial; 40 tokens in the last block.
+    bk = block_kinds(M.sliding_window(200), 1000, 64)
+    assert bk.kinds.shape == (16, 16) and bk.kinds[1, 0] == 2 and bk.kinds[1, 1] == 1 and bk.kinds[0, 1] == 0
+    assert bk.kinds[15, 15] == 1 and bk.kinds[15, 14] == 1  # never full: cut short by N
+    assert bk.computed_pairs == int(sum(np.diff(bk.edges)[i] * np.diff(bk.edges)[j]
+                                        for i, j in zip(*np.nonzero(bk.kinds))))
+    assert int(bk.counts.sum()) == sum(min(q + 1, 200) for q in range(1000))
+    with pytest.raises(ValueError, match="positive whole number"):
+        block_kinds(M.causal(), 64, 0)
+    # At most 512 blocks a side, as many cells as the tile overview: the message names a block that fits.
+    assert figures.block_view_problem(65536, 128) is None
+    problem = figures.block_view_problem(131072, 128)
+    assert "1,024 × 1,024 blocks" in problem and "blocks of 256 tokens or more" in problem
+    with pytest.raises(ValueError, match="at most 512 × 512"):
+        figures.block_kinds_figure(M.causal(), 131072, 64)
+    # Presenter view: three kinds of its own (not the difference map's blue/vermillion).
+    styled = figures.presenter_style(figures.block_kinds_figure(M.causal(), 256, 64))
+    assert [c for _, c in styled.data[0].colorscale][::2] == ["#ffffff", "#E69F00", "#000000"]
