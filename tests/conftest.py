@@ -45,3 +45,15 @@ def page(browser):
         yield pg
     finally:
         ctx.close()
+
+
+@pytest.fixture
+def one_thread():
+    """Tests check values, not speed: one torch thread avoids OpenMP's spinning threads slowing to
+    a crawl when the machine is shared."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

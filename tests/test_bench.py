@@ -24,14 +24,8 @@ def tiny(**kw) -> B.BenchConfig:
     return B.BenchConfig(**{**TINY, "repeats": 3, "warmup": 1, **kw})
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tests check values, not speed: one thread avoids OpenMP's spinning threads
-    slowing to a crawl when the machine is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Tests check values, not speed: one torch thread (conftest.one_thread).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ------------------------------------------------------------------ FLOPs ---

@@ -29,14 +29,8 @@ HEADS = [(2, 2), (4, 2)]  # (query heads, kv heads): plain and grouped-query
 ATOL = {torch.float32: 1e-5, torch.bfloat16: 3e-2}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tests check values, not speed: one thread avoids OpenMP's spinning threads
-    slowing to a crawl when the machine is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Tests check values, not speed: one torch thread (conftest.one_thread).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def reference(q, k, v, allowed: np.ndarray) -> np.ndarray:
