@@ -11,7 +11,7 @@ import numpy as np
 
 from . import limits, masks, rules
 from .presets import PARAMS, PATTERN_INFO, default_params
-from .render import dense_numpy, mask_csv, mask_stats, tile_overview
+from .render import BLOCK_KIND_NAMES, block_kinds, dense_numpy, mask_csv, mask_stats, tile_overview
 from .state import parse_int_list
 
 JSON_DENSE_MAX_N = limits.EXPORT_MAX_N
@@ -95,10 +95,37 @@ def _custom_rule_from_args(args) -> masks.MaskRule:
     return rules.custom_rule(args.rule, args.n, params, causal=bool(args.causal))
 
 
+TEXT_MAX_COLUMNS = 128  # a terminal's width, one character a cell
+BLOCK_CHARS = "·▒█"  # skipped, partial, full (as FlexAttention's BlockMask prints: light to dark)
+
+
+def mask_text(rule, n: int, kernel_block: int | None) -> str:
+    """The mask in a terminal: one character a pair (█ allowed, · masked), or with kernel_block one a
+    block (█ full, ▒ partial, · skipped), query 0 at the top."""
+    t = -(-n // (kernel_block or 1))  # checked before anything N × N is built
+    if t > TEXT_MAX_COLUMNS:
+        smallest = -(-n // TEXT_MAX_COLUMNS)
+        raise ValueError(f"--format text draws at most {TEXT_MAX_COLUMNS} columns; N = {n:,} gives {t:,}: "
+                         f"add --kernel-blocks {1 << max(0, (smallest - 1).bit_length())} or more, or --format png.")
+    if kernel_block:
+        bk = block_kinds(rule, n, kernel_block)
+        cells, chars = bk.kinds, BLOCK_CHARS
+        head = (f"{rule.label}, N = {n:,}, {kernel_block}×{kernel_block} blocks: "
+                + ", ".join(f"{bk.total(k):,} {name} ({BLOCK_CHARS[k]})" for k, name in reversed(list(enumerate(BLOCK_KIND_NAMES)))))
+    else:
+        cells, chars = dense_numpy(rule, n), "·█"
+        head = f"{rule.label}, N = {n:,}: {int(cells.sum()):,} pairs allowed (█), rows = queries, columns = keys"
+    return "\n".join([head] + ["".join(chars[v] for v in row) for row in cells.tolist()])
+
+
 def cmd_mask(args) -> int:
     rule = rule_from_args(args)
     n = args.n
-    if args.format == "json":
+    if args.kernel_blocks is not None and args.kernel_blocks < 1:
+        raise ValueError(f"--kernel-blocks must be a positive block size in tokens, got {args.kernel_blocks}.")
+    if args.format == "text":
+        _write_text(mask_text(rule, n, args.kernel_blocks), args.out)
+    elif args.format == "json":
         out = {"pattern": rule.name, "params": _jsonable(rule.param_dict), "label": rule.label, "n": n}
         stats = mask_stats(rule, n)
         out["allowed_pairs"] = stats.allowed_pairs
@@ -112,6 +139,12 @@ def cmd_mask(args) -> int:
             if n > JSON_DENSE_MAX_N:
                 raise ValueError(f"A full JSON mask stops at N = {JSON_DENSE_MAX_N}; add --tiles 512 for an exact overview.")
             out["mask"] = dense_numpy(rule, n).tolist()
+        if args.kernel_blocks:
+            bk = block_kinds(rule, n, args.kernel_blocks)
+            out["kernel_blocks"] = {"block": bk.block, "kinds": [list(BLOCK_KIND_NAMES)[k] for k in range(3)],
+                                    "blocks": bk.kinds.tolist(),
+                                    **{name: bk.total(k) for k, name in enumerate(BLOCK_KIND_NAMES)},
+                                    "computed_pairs": bk.computed_pairs}
         _write_text(json.dumps(out, separators=(",", ":")), args.out)
     elif args.format in ("csv", "npy"):
         if n > JSON_DENSE_MAX_N:
@@ -413,8 +446,11 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("mask", help="print or save a mask")
     _add_rule_args(p)
-    p.add_argument("--format", choices=("json", "csv", "npy", "png"), default="json")
+    p.add_argument("--format", choices=("json", "csv", "npy", "png", "text"), default="json")
     p.add_argument("--tiles", type=int, help="exact T×T tile overview instead of the full matrix")
+    p.add_argument("--kernel-blocks", type=int, metavar="B",
+                   help="also the B×B blocks a block-sparse kernel (FlexAttention) runs: 0 skipped, 1 partial, 2 full "
+                        "(json; text draws them)")
     p.add_argument("--out", help="output file (required for png and npy)")
     p.set_defaults(func=cmd_mask)
     p = sub.add_parser("reach", help="receptive field of a token after 1..L layers")

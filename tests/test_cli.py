@@ -75,3 +75,32 @@ def test_an_output_path_that_cannot_be_written_is_a_message(tmp_path):
     r = run("bench", "--pattern", "causal", "--n", "17", "--backends", "naive", "--repeats", "1", "--json", str(out))
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.endswith(f"error: No such file or directory: {out}\n")
+
+
+def test_mask_text_and_kernel_blocks(capsys):
+    from attn.cli import main
+
+    # Pairs as characters: a causal window of 3 at N = 6, worked out by hand.
+    assert main(["mask", "--pattern", "sliding_window", "--window", "3", "--n", "6", "--format", "text"]) == 0
+    head, *rows = capsys.readouterr().out.splitlines()
+    assert "15 pairs allowed" in head
+    assert rows == ["█·····", "██····", "███···", "·███··", "··███·", "···███"]
+    # Blocks of 2 at N = 5, window 4 (query q sees keys max(0, q - 3)..q), by hand: block (1, 0) holds
+    # queries 2-3 and keys 0-1, all allowed: full. The last block row (query 4 alone) is cut short by N,
+    # so never full; block (2, 0) holds (4, 1) allowed and (4, 0) masked. Diagonal blocks: partial.
+    args = ["mask", "--pattern", "sliding_window", "--window", "4", "--n", "5", "--kernel-blocks", "2"]
+    assert main(args + ["--format", "text"]) == 0
+    head, *rows = capsys.readouterr().out.splitlines()
+    assert rows == ["▒··", "█▒·", "▒▒▒"], rows
+    assert "1 full (█), 5 partial (▒), 3 skipped (·)" in head, head
+    # JSON carries the same blocks, with the pairs the kernel computes (every non-skipped block's area).
+    assert main(args) == 0
+    blocks = json.loads(capsys.readouterr().out)["kernel_blocks"]
+    assert blocks["blocks"] == [[1, 0, 0], [2, 1, 0], [1, 1, 1]] and blocks["kinds"] == ["skipped", "partial", "full"]
+    assert (blocks["full"], blocks["partial"], blocks["skipped"]) == (1, 5, 3)
+    assert blocks["computed_pairs"] == 4 + 4 + 4 + 2 + 2 + 1  # the last row's blocks are 1 × 2, 1 × 2, 1 × 1
+    # Too wide for a terminal, refused before anything N × N is built; a block size of 0 is refused too.
+    assert main(["mask", "--pattern", "causal", "--n", "131072", "--format", "text"]) == 2
+    assert "add --kernel-blocks 1024 or more" in capsys.readouterr().err
+    assert main(["mask", "--pattern", "causal", "--n", "64", "--kernel-blocks", "0"]) == 2
+    assert "positive block size" in capsys.readouterr().err
