@@ -866,10 +866,10 @@ BLOCK_RULES = {
 BLOCK_QUESTION_N = 32768
 
 
-def _explorer_link(rule: masks.MaskRule, n: int) -> Link:
+def _explorer_link(rule: masks.MaskRule, n: int, **view) -> Link:
     params = {k: (",".join(map(str, v)) if isinstance(v, tuple) else int(v) if isinstance(v, bool) else v)
               for k, v in rule.params}
-    return link(EXPLORER, pattern=rule.name, n=n, **params)
+    return link(EXPLORER, pattern=rule.name, n=n, **params, **view)
 
 
 def _q_blocks() -> Question:
@@ -1076,11 +1076,13 @@ LESSON_3 = Lesson(
             "default on a GPU; this lab uses 64 × 64 on a CPU) and "
             "skips a block only if **none** of its pairs is allowed; any other block is computed in full. Here every "
             "cell is one block, coloured by the share of its pairs that are useful.\n\n"
-            "So the pairs a mask allows (useful work) and the work the kernel executes can be far apart.",
+            "So the pairs a mask allows (useful work) and the work the kernel executes can be far apart. The link "
+            "opens the Mask Explorer's kernel-blocks view, which also tells the **full** blocks (computed without "
+            "calling the mask rule) from the **partial** ones (masked pair by pair).",
             figure=lambda v: lf.blocks_figure(BLOCK_RULES[v["pattern"]][1], v["n"], BLOCK_RULES[v["pattern"]][0]),
             controls=(Control("pattern", "Pattern", tuple(BLOCK_RULES), "sliding", fmt=lambda k: BLOCK_RULES[k][0]),
                       Control("n", "Tokens N", (2048, 4096, 8192), 4096, fmt=lambda x: f"{x:,}")),
-            link=lambda v: _explorer_link(BLOCK_RULES[v["pattern"]][1], v["n"]),
+            link=lambda v: _explorer_link(BLOCK_RULES[v["pattern"]][1], v["n"], draw="blocks"),
             questions=(_q_blocks(),),
             note=lambda v: lf.blocks_note(BLOCK_RULES[v["pattern"]][1], v["n"]),
         ),
