@@ -2,15 +2,16 @@
 
 import json
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pandas as pd
 import streamlit as st
 import torch
 
 import ui
-from attn import bench, bench_figures as bf, bench_targets, kernels, limits
+from attn import bench, bench_figures as bf, bench_targets, figures, kernels, limits
 from attn.jobs import Cancelled
-from attn.state import parse_bounded_int, parse_choice
+from attn.state import encode_view, parse_bounded_int, parse_choice
 from attn.text import count, markdown_literal
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "bench"
@@ -141,6 +142,14 @@ except ValueError as e:
 else:
     st.markdown(f"**Your run:** {count(len(cfg.ns), 'size')} × {count(len(cfg.backends), 'backend')} on {device}, "
                 f"{heads} heads ({kv_heads} KV), head dim {head_dim}, {dtype}.")
+    # flex's work is its BlockMask's blocks: the Explorer draws them for this mask, at flex's block size here.
+    block = kernels.flex_block(device)
+    drawn = [x for x in cfg.ns if figures.block_view_problem(x, block) is None]
+    if drawn:
+        view = encode_view({k: v for k, v in st.session_state.items() if not k.startswith("_")} | {"n": max(drawn)})
+        query = urlencode(view | {"draw": "blocks", "kernel_block": str(block)} | ui.global_url_params())
+        st.markdown(f"[:material/open_in_new: The blocks `flex` computes for this mask at N = {max(drawn):,} "
+                    f"({block} × {block} on {device}), in the Mask Explorer](explorer?{query})")
 
 
 @st.fragment

@@ -97,3 +97,22 @@ def test_targets_are_computed_from_the_recorded_files():
     assert epyc.startswith("- :green[**met**] CPU: flex") and ": **0\\.26×**" in epyc
     assert all(line.split("]")[0] in ("- :green[**met**", "- :red[**missed**", "- :gray[**no data**", "- :blue[**info**")
                for line in lines)
+
+
+def test_a_link_opens_the_blocks_flex_computes_in_the_explorer():
+    import re
+    from urllib.parse import parse_qsl
+
+    at = open_page(pattern="local_global", window="32", global_tokens="0, 7", ns="512,2048")
+    assert not at.exception and not at.error
+    links = [m for md in at.markdown for m in re.findall(r"\]\(explorer\?([^)]*)\)", md.value)]
+    assert len(links) == 1, [md.value for md in at.markdown]
+    query = dict(parse_qsl(links[0]))
+    # The largest N of the run, flex's CPU block size (64), and the mask's own parameters.
+    assert query == {"n": "2048", "pattern": "local_global", "window": "32", "global_tokens": "0,7", "causal": "0",
+                     "draw": "blocks", "kernel_block": "64"}, query
+    explorer = AppTest.from_file(str(PAGE.parent / "mask_explorer.py"), default_timeout=120)
+    explorer.query_params.update(query)
+    explorer.run()
+    assert not explorer.exception and not explorer.warning and not explorer.error
+    assert "2,048 · 64×64 blocks" in json.loads(explorer.get("plotly_chart")[0].proto.spec)["layout"]["title"]["text"]
