@@ -170,6 +170,8 @@ def live_run():
             st.session_state["_bench_cfg"] = cfg
         except Cancelled as e:
             ui.notice(e, "warning", ":material/hourglass_top:")
+        except ValueError as e:  # a setting the run itself refused: said, not a traceback
+            ui.notice(e)
         bar.empty()
     rows = st.session_state.get("_bench_rows")
     if rows:

@@ -173,6 +173,12 @@ tiles = figures.OVERVIEW_TILES // (2 if compare else 1)
 if view == "blocks" and (problem := figures.block_view_problem(n, block)):
     st.warning(problem, icon=":material/grid_view:")
     st.stop()
+try:  # a custom rule too fragmented for its exact form at this N is refused here, with the reason
+    for pattern, params in (a, b) if compare else (a,):
+        stats(pattern, n, params, block)
+except ValueError as e:
+    ui.notice(e)
+    st.stop()
 if not compare:
     ui.plot(shown_fig(a[0], n, a[1]), key="fig_a", filename=f"{view_file()}_{a[0]}_{n}", wide=True)
     if view == "blocks":

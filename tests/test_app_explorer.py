@@ -207,3 +207,13 @@ def test_kernel_blocks_view_refuses_too_many_blocks_and_bad_links():
     assert len(at.get("plotly_chart")) == 3 and at.number_input(key="b_block").value == 8  # BigBird's own block
     at.radio(key="draw").set_value("blocks").run()  # compare: both in blocks, the difference in pair tiles
     assert not at.exception and [figure_z(at, i).shape for i in range(3)] == [(3, 3), (3, 3), (150, 150)]
+
+
+@pytest.mark.parametrize("draw", ["pairs", "blocks"])
+def test_a_custom_rule_too_fragmented_at_this_n_is_a_message(draw):
+    # (q - k) % 3 == 0 gives each row ~q/3 separate keys: 11 million runs at N = 8,192, over the exact form's limit.
+    at = open_app(n="8192", pattern="custom", rule="q >= k and (q - k) % 3 == 0", rule_params="", draw=draw)
+    assert not at.exception and not at.get("plotly_chart")
+    assert any("too fragmented" in e.value and "Try a smaller N" in e.value for e in at.error), [e.value for e in at.error]
+    at.number_input(key="n").set_value(1024).run()  # a smaller N draws
+    assert not at.exception and not at.error and len(at.get("plotly_chart")) == 1

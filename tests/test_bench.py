@@ -378,3 +378,12 @@ def test_gpu_tiny_sweep_bf16():
         assert r["peak_method"].startswith("cuda max_memory_allocated") and r["peak_bytes"] > 0
         assert r["check_ok"] is True, (r["backend"], r["max_abs_err"])
     assert rows[0]["device_name"] == torch.cuda.get_device_name()
+
+
+def test_a_rule_too_fragmented_at_one_size_gives_error_rows_and_the_sweep_goes_on():
+    rule = "q >= k and (q - k) % 3 == 0"  # ~q/3 separate keys in row q: beyond the exact form at N = 8,192
+    cfg = tiny(pattern="custom", params=(("rule", rule),), ns=(256, 8192), backends=("sdpa_mask",), heads=1, kv_heads=1)
+    rows = B.run_bench(cfg)
+    assert [(r["n"], r["status"]) for r in rows] == [(256, "ok"), (8192, "error")]
+    assert "too fragmented" in rows[1]["reason"] and rows[1]["time_ms"] is None
+    assert rows[0]["allowed_pairs"] == sum(q // 3 + 1 for q in range(256))
