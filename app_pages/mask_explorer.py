@@ -44,8 +44,12 @@ def shown_fig(pattern, n, params):
 
 
 @ui.cached("Comparing…")
-def diff_fig(a, b, n, tiles):
-    return figures.difference_figure(masks.build(a[0], n, **dict(a[1])), masks.build(b[0], n, **dict(b[1])), n, tiles)
+def diff_fig(a, b, n, tiles, block=None):
+    """Pairs only A or only B allows; with `block` (the kernel-blocks view), blocks only one computes."""
+    ra, rb = masks.build(a[0], n, **dict(a[1])), masks.build(b[0], n, **dict(b[1]))
+    if block:
+        return figures.block_difference_figure(ra, rb, n, block)
+    return figures.difference_figure(ra, rb, n, tiles)
 
 
 def dense_bytes(pattern, n, params, fmt):
@@ -204,7 +208,8 @@ else:
     left, right = st.columns(2)
     with left:
         try:
-            ui.plot(diff_fig(a, b, n, tiles), key="fig_diff", filename=f"difference_{a[0]}_{b[0]}_{n}")
+            ui.plot(diff_fig(a, b, n, tiles, block if view == "blocks" else None), key="fig_diff",
+                    filename=f"{'block_' if view == 'blocks' else ''}difference_{a[0]}_{b[0]}_{n}")
         except ValueError as e:
             st.info(f"No difference view: {e}")
     with right:

@@ -432,6 +432,30 @@ def block_kinds_figure(rule: MaskRule, n: int, block: int, title: str | None = N
     return _square_layout(fig, title or f"{wrap_label(rule.label)}<br>N = {n:,} · {block}×{block} blocks: {counts}", n)
 
 
+def block_difference_figure(a: MaskRule, b: MaskRule, n: int, block: int) -> go.Figure:
+    """The blocks a block-sparse kernel computes for one rule and skips for the other: +1 only A, -1 only B,
+    0 both or neither (full and partial both count as computed: each costs a whole block)."""
+    problem = block_view_problem(n, block)
+    if problem:
+        raise ValueError(problem)
+    ka, kb = block_kinds(a, n, block), block_kinds(b, n, block)
+    z = ((ka.kinds > 0).astype(np.int8) - (kb.kinds > 0).astype(np.int8))
+    edges = (ka.edges - 0.5).astype(np.float32)
+    gap = 1 if z.shape[0] <= 64 else 0
+    fig = go.Figure(
+        go.Heatmap(
+            x=edges, y=edges, z=z, colorscale=DIFF_EXACT, zmin=-1, zmax=1, xgap=gap, ygap=gap,
+            hovertemplate="block around query %{y:,.0f}, key %{x:,.0f}<br>"
+                          "%{z:+d}: 1 only A computes it, −1 only B, 0 both or neither<extra></extra>",
+            colorbar=dict(title=dict(text="computed<br>for", side="top"), tickvals=[-1, 0, 1],
+                          ticktext=["only B", "both / neither", "only A"]),
+        )
+    )
+    only_a, only_b = int((z > 0).sum()), int((z < 0).sum())
+    title = (f"Blocks computed, A − B<br>{block}×{block} blocks: {only_a:,} only for A, {only_b:,} only for B")
+    return _square_layout(fig, title, n)
+
+
 def difference_counts(a: MaskRule, b: MaskRule, n: int, tiles: int = OVERVIEW_TILES) -> tuple[TileOverview, TileOverview]:
     """Exact tile counts of the pairs only A allows and of those only B allows."""
     return tile_overview(and_masks(a, not_mask(b)), n, tiles), tile_overview(and_masks(b, not_mask(a)), n, tiles)

@@ -1,5 +1,6 @@
 """Mask Explorer page through Streamlit's AppTest (no browser)."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -205,8 +206,12 @@ def test_kernel_blocks_view_refuses_too_many_blocks_and_bad_links():
     assert len(warned) == 2 and "Draw the mask as must be one of pairs, blocks; got 'cubes'" in warned[0]
     assert "Block size must be one of 16, 32, 64, 128, 256, 512, 1024; got '100'" in warned[1]
     assert len(at.get("plotly_chart")) == 3 and at.number_input(key="b_block").value == 8  # BigBird's own block
-    at.radio(key="draw").set_value("blocks").run()  # compare: both in blocks, the difference in pair tiles
-    assert not at.exception and [figure_z(at, i).shape for i in range(3)] == [(3, 3), (3, 3), (150, 150)]
+    at.radio(key="draw").set_value("blocks").run()  # compare: both in blocks, and the blocks only one computes
+    assert not at.exception and [figure_z(at, i).shape for i in range(3)] == [(3, 3), (3, 3), (3, 3)]
+    a, b, diff = (figure_z(at, i) for i in range(3))
+    assert np.array_equal(diff, (a > 0).astype(int) - (b > 0).astype(int))
+    title = json.loads(at.get("plotly_chart")[2].proto.spec)["layout"]["title"]["text"].replace("<br>", " ")
+    assert f"{(diff > 0).sum()} only for A, {(diff < 0).sum()} only for B" in title
 
 
 @pytest.mark.parametrize("draw", ["pairs", "blocks"])

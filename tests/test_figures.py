@@ -370,3 +370,21 @@ def test_block_view_by_hand_and_its_limits():
     # Presenter view: three kinds of its own (not the difference map's blue/vermillion).
     styled = figures.presenter_style(figures.block_kinds_figure(M.causal(), 256, 64))
     assert [c for _, c in styled.data[0].colorscale][::2] == ["#ffffff", "#E69F00", "#000000"]
+
+
+@pytest.mark.parametrize("n, block", [(300, 64), (1000, 128), (17, 16)])
+def test_block_difference_is_the_blocks_only_one_rule_computes(n, block):
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    a, b = M.sliding_window(200), M.local_global(16, [0, n // 2])
+
+    def computed(rule):  # the reference: flex's own BlockMask, from the rule evaluated pair by pair
+        bm = create_block_mask(rule.mask_mod, None, None, n, n, device="cpu", BLOCK_SIZE=block, _compile=False)
+        return bm.to_dense()[0, 0].numpy().astype(int)
+
+    want = computed(a) - computed(b)
+    fig = figures.block_difference_figure(a, b, n, block)
+    assert np.array_equal(z_of(fig), want)
+    assert f"{(want == 1).sum():,} only for A, {(want == -1).sum():,} only for B" in fig.layout.title.text
+    with pytest.raises(ValueError, match="at most 512 × 512"):
+        figures.block_difference_figure(a, b, 131072, 128)
