@@ -44,7 +44,7 @@ PAGES = [
     ("app_pages/lessons.py", "Lessons", ":material/school:", "lessons",
      "Three guided lessons, step by step: predict the answer, then let the lab compute it; take a handout home."),
     ("app_pages/mask_explorer.py", "Mask Explorer", ":material/grid_on:", "explorer",
-     "Any pattern as a matrix, from 8 to 131,072 tokens, with its exact numbers; compare two."),
+     "Any pattern as a matrix, from 8 to 131,072 tokens, or as the blocks a kernel runs; compare two."),
     ("app_pages/receptive_field.py", "Receptive Field", ":material/hub:", "receptive-field",
      "How far information travels through L layers, for one pattern or a real model's layer stack."),
     ("app_pages/model_attention.py", "Model Attention", ":material/smart_toy:", "model",
