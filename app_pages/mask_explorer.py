@@ -31,6 +31,13 @@ def blocks_fig(pattern, n, params, block):
     return figures.block_kinds_figure(masks.build(pattern, n, **dict(params)), n, block)
 
 
+@ui.cached("Counting each block size…")
+def sweep_fig(pattern, n, params, block):
+    rule = masks.build(pattern, n, **dict(params))
+    sweep = render.block_size_sweep(rule, n, figures.BLOCK_SIZES)
+    return figures.block_size_figure(sweep, block, f"Kernel work by block size, N = {n:,}")
+
+
 @ui.cached("Counting pairs…")
 def stats(pattern, n, params, block):
     return render.mask_stats(masks.build(pattern, n, **dict(params)), n, block_size=block)
@@ -187,6 +194,7 @@ if not compare:
     ui.plot(shown_fig(a[0], n, a[1]), key="fig_a", filename=f"{view_file()}_{a[0]}_{n}", wide=True)
     if view == "blocks":
         blocks_caption(*a)
+        ui.plot(sweep_fig(a[0], n, a[1], block), key="fig_block_sizes", filename=f"block_sizes_{a[0]}_{n}", wide=True)
     show_stats(stats(a[0], n, a[1], block))
     explain(a[0])
 else:

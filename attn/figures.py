@@ -432,6 +432,28 @@ def block_kinds_figure(rule: MaskRule, n: int, block: int, title: str | None = N
     return _square_layout(fig, title or f"{wrap_label(rule.label)}<br>N = {n:,} · {block}×{block} blocks: {counts}", n)
 
 
+def block_size_figure(sweep: list[tuple[int, int, int]], chosen: int | None = None, title: str | None = None) -> go.Figure:
+    """Pairs computed ÷ pairs allowed against the block size (render.block_size_sweep): 1 is no wasted work."""
+    blocks = [b for b, _, _ in sweep]
+    ratio = [c / max(a, 1) for _, c, a in sweep]
+    hover = [f"blocks of {b}: {c:,} pairs computed for {a:,} allowed ({c / max(a, 1):.2f}×)" for b, c, a in sweep]
+    fig = go.Figure(go.Scatter(x=blocks, y=ratio, mode="lines+markers", name="pairs computed ÷ allowed", text=hover,
+                               hovertemplate="%{text}<extra></extra>", line=dict(color=ALLOWED, width=3)))
+    if chosen in blocks:
+        i = blocks.index(chosen)
+        fig.add_scatter(x=[chosen], y=[ratio[i]], mode="markers", name=f"blocks of {chosen} (shown above)",
+                        marker=dict(size=14, color="#e66101"), hovertemplate=hover[i] + "<extra></extra>")
+    # In the legend, not as a note on the line: a window's curve runs just above 1, where a note would sit.
+    fig.add_scatter(x=[blocks[0], blocks[-1]] if blocks else [], y=[1, 1], mode="lines", hoverinfo="skip",
+                    name="1: only the allowed pairs", line=dict(color="#888", dash="dot", width=1.5))
+    fig.update_layout(title=dict(text=title or "Work a block-sparse kernel does, by block size", x=0, xanchor="left"),
+                      height=340, margin=dict(l=60, r=20, t=50, b=40), template="plotly_white",
+                      legend=dict(orientation="h", yanchor="top", y=-0.25, x=0))
+    fig.update_xaxes(type="log", tickvals=blocks, ticktext=[str(b) for b in blocks], title="block size (tokens)")
+    fig.update_yaxes(title="pairs computed ÷ allowed", rangemode="tozero")
+    return fig
+
+
 def block_difference_figure(a: MaskRule, b: MaskRule, n: int, block: int) -> go.Figure:
     """The blocks a block-sparse kernel computes for one rule and skips for the other: +1 only A, -1 only B,
     0 both or neither (full and partial both count as computed: each costs a whole block)."""

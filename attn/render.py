@@ -149,6 +149,21 @@ def block_kinds(rule: MaskRule, n: int, block: int) -> BlockKinds:
     return BlockKinds(ov.rule_label, n, int(block), ov.edges, ov.counts, kinds)
 
 
+BLOCK_SWEEP_MAX_BLOCKS = 1024  # blocks a side a block-size sweep counts (1M tiles; a strided rule at 128k: ~4 s)
+
+
+def block_size_sweep(rule: MaskRule, n: int, sizes) -> list[tuple[int, int, int]]:
+    """(block, pairs a block-sparse kernel computes, pairs allowed) for each block size in `sizes` that
+    cuts N into at most BLOCK_SWEEP_MAX_BLOCKS blocks a side: smaller blocks skip more of a sparse mask
+    but a GPU runs them less efficiently, the trade a kernel's block size makes."""
+    out = []
+    for block in sizes:
+        if -(-n // block) <= BLOCK_SWEEP_MAX_BLOCKS:
+            bk = block_kinds(rule, n, block)
+            out.append((int(block), bk.computed_pairs, int(bk.counts.sum())))
+    return out
+
+
 def _sum_by_row(values: np.ndarray, tile_row: np.ndarray, t: int) -> np.ndarray:
     out = np.zeros((t, values.shape[1]), dtype=np.int64)
     np.add.at(out, tile_row, values)

@@ -183,6 +183,10 @@ def test_kernel_blocks_view_from_the_sidebar_and_a_link():
     caption = " ".join(c.value for c in at.caption)
     assert f"computes **{computed:,}** pairs for the **{allowed:,}** allowed" in caption
     assert at.checkbox(key="labels").disabled  # token labels belong to the pair view
+    charts = at.get("plotly_chart")
+    assert len(charts) == 2  # the blocks, and the work by block size
+    sweep = json.loads(charts[1].proto.spec)["data"]
+    assert sweep[1]["x"] == [64] and abs(sweep[1]["y"][0] - computed / allowed) < 1e-12  # the size shown, marked
     link = at.code[0].value
     assert "draw=blocks" in link and "kernel_block=64" in link
     # The link reopens it; the defaults stay out of links.

@@ -388,3 +388,25 @@ def test_block_difference_is_the_blocks_only_one_rule_computes(n, block):
     assert f"{(want == 1).sum():,} only for A, {(want == -1).sum():,} only for B" in fig.layout.title.text
     with pytest.raises(ValueError, match="at most 512 × 512"):
         figures.block_difference_figure(a, b, 131072, 128)
+
+
+def test_block_size_sweep_counts_what_flex_would_compute():
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    from attn.kernels import block_mask_pairs
+    from attn.render import block_size_sweep
+
+    rule, n = M.strided(16), 300
+    sweep = block_size_sweep(rule, n, (16, 32, 64, 128, 256, 512))
+    allowed = int(rule.dense(n).sum())
+    for block, computed, counted in sweep:  # the reference: flex's own BlockMask, clipped at N
+        ref = create_block_mask(rule.mask_mod, None, None, n, n, device="cpu", BLOCK_SIZE=block, _compile=False)
+        assert (computed, counted) == (block_mask_pairs(ref, n), allowed), block
+    assert [b for b, _, _ in sweep] == [16, 32, 64, 128, 256, 512]
+    assert sweep[-1][1] == n * n  # one 300 × 300 block: computed whole
+    # Sizes that would cut N into more than 1,024 blocks a side are left out (at 128k: below 128).
+    assert [b for b, _, _ in block_size_sweep(M.sliding_window(4096), 131072, figures.BLOCK_SIZES)] == [128, 256, 512, 1024]
+    fig = figures.block_size_figure(sweep, chosen=64)
+    assert list(fig.data[0].y) == [c / a for _, c, a in sweep]
+    assert list(fig.data[1].x) == [64] and fig.data[1].y[0] == sweep[2][1] / sweep[2][2]  # the block size shown
+    assert list(fig.data[2].y) == [1, 1]  # the no-waste line
