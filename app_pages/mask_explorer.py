@@ -27,8 +27,14 @@ def mask_fig(pattern, n, params, labels, tiles):
 
 
 @ui.cached("Sorting blocks…")
+def kinds(pattern, n, params, block):
+    """The mask's blocks, counted once for its figure, its caption and a comparison's difference."""
+    return render.block_kinds(masks.build(pattern, n, **dict(params)), n, block)
+
+
+@ui.cached("Drawing blocks…")
 def blocks_fig(pattern, n, params, block):
-    return figures.block_kinds_figure(masks.build(pattern, n, **dict(params)), n, block)
+    return figures.kinds_figure(kinds(pattern, n, params, block))
 
 
 @ui.cached("Counting each block size…")
@@ -53,10 +59,9 @@ def shown_fig(pattern, n, params):
 @ui.cached("Comparing…")
 def diff_fig(a, b, n, tiles, block=None):
     """Pairs only A or only B allows; with `block` (the kernel-blocks view), blocks only one computes."""
-    ra, rb = masks.build(a[0], n, **dict(a[1])), masks.build(b[0], n, **dict(b[1]))
     if block:
-        return figures.block_difference_figure(ra, rb, n, block)
-    return figures.difference_figure(ra, rb, n, tiles)
+        return figures.kinds_difference_figure(kinds(a[0], n, a[1], block), kinds(b[0], n, b[1], block))
+    return figures.difference_figure(masks.build(a[0], n, **dict(a[1])), masks.build(b[0], n, **dict(b[1])), n, tiles)
 
 
 def dense_bytes(pattern, n, params, fmt):
@@ -130,15 +135,9 @@ def view_file() -> str:
     return f"blocks{block}" if view == "blocks" else "mask"
 
 
-@ui.cached("Sorting blocks…")
-def block_work(pattern, n, params, block):
-    """(pairs a block-sparse kernel computes, pairs the rule allows)."""
-    bk = render.block_kinds(masks.build(pattern, n, **dict(params)), n, block)
-    return bk.computed_pairs, int(bk.counts.sum())
-
-
 def blocks_caption(pattern, params):
-    computed, allowed = block_work(pattern, n, params, block)
+    bk = kinds(pattern, n, params, block)
+    computed, allowed = bk.computed_pairs, int(bk.counts.sum())
     st.caption(
         f"Each cell is one {block} × {block} block of (query, key) pairs, as FlexAttention's BlockMask holds it: "
         "**full** blocks are computed without calling the mask rule, **partial** ones are computed and then masked "

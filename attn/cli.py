@@ -141,7 +141,7 @@ def cmd_mask(args) -> int:
             out["mask"] = dense_numpy(rule, n).tolist()
         if args.kernel_blocks:
             bk = block_kinds(rule, n, args.kernel_blocks)
-            out["kernel_blocks"] = {"block": bk.block, "kinds": [list(BLOCK_KIND_NAMES)[k] for k in range(3)],
+            out["kernel_blocks"] = {"block": bk.block, "kinds": list(BLOCK_KIND_NAMES),
                                     "blocks": bk.kinds.tolist(),
                                     **{name: bk.total(k) for k, name in enumerate(BLOCK_KIND_NAMES)},
                                     "computed_pairs": bk.computed_pairs}

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 
 from .limits import GRID_MAX_N  # noqa: F401  (re-exported)
 from .masks import MaskRule, and_masks, not_mask
-from .render import BLOCK_KIND_NAMES, TileOverview, block_kinds, tile_overview
+from .render import BLOCK_KIND_NAMES, BlockKinds, TileOverview, block_kinds, tile_overview
 
 OVERVIEW_TILES = 512
 
@@ -404,11 +404,20 @@ def block_view_problem(n: int, block: int, most: int = OVERVIEW_TILES) -> str | 
 def block_kinds_figure(rule: MaskRule, n: int, block: int, title: str | None = None) -> go.Figure:
     """The mask as a block-sparse kernel runs it (FlexAttention's BlockMask): each cell one block × block
     tile, full (computed without mask_mod), partial (computed and masked pair by pair) or skipped.
-    Cells sit at their tokens' positions, so a last block cut short by N is drawn short."""
+    Refused (ValueError) before anything is counted when N makes too many blocks."""
     problem = block_view_problem(n, block)
     if problem:
         raise ValueError(problem)
-    bk = block_kinds(rule, n, block)
+    return kinds_figure(block_kinds(rule, n, block), title)
+
+
+def kinds_figure(bk: BlockKinds, title: str | None = None) -> go.Figure:
+    """block_kinds_figure from blocks already sorted (render.block_kinds). Cells sit at their tokens'
+    positions, so a last block cut short by N is drawn short."""
+    problem = block_view_problem(bk.n, bk.block)
+    if problem:
+        raise ValueError(problem)
+    block = bk.block
     edges = (bk.edges - 0.5).astype(np.float32)  # token q spans q - 0.5 .. q + 0.5, as in the pair grid
     gap = 1 if bk.kinds.shape[0] <= 64 else 0
     fig = go.Figure(
@@ -429,7 +438,8 @@ def block_kinds_figure(rule: MaskRule, n: int, block: int, title: str | None = N
         )
     )
     counts = ", ".join(f"{bk.total(k):,} {name}" for k, name in reversed(list(enumerate(BLOCK_KIND_NAMES))))
-    return _square_layout(fig, title or f"{wrap_label(rule.label)}<br>N = {n:,} · {block}×{block} blocks: {counts}", n)
+    return _square_layout(fig, title or f"{wrap_label(bk.rule_label)}<br>N = {bk.n:,} · {block}×{block} blocks: {counts}",
+                          bk.n)
 
 
 def block_size_figure(sweep: list[tuple[int, int, int]], chosen: int | None = None, title: str | None = None) -> go.Figure:
@@ -460,8 +470,15 @@ def block_difference_figure(a: MaskRule, b: MaskRule, n: int, block: int) -> go.
     problem = block_view_problem(n, block)
     if problem:
         raise ValueError(problem)
-    ka, kb = block_kinds(a, n, block), block_kinds(b, n, block)
-    z = ((ka.kinds > 0).astype(np.int8) - (kb.kinds > 0).astype(np.int8))
+    return kinds_difference_figure(block_kinds(a, n, block), block_kinds(b, n, block))
+
+
+def kinds_difference_figure(ka: BlockKinds, kb: BlockKinds) -> go.Figure:
+    """block_difference_figure from both rules' blocks already sorted (same N and block size)."""
+    if (ka.n, ka.block) != (kb.n, kb.block):
+        raise ValueError(f"Both masks must be cut alike: N = {ka.n:,} in {ka.block}-token blocks vs "
+                         f"N = {kb.n:,} in {kb.block}-token blocks.")
+    z = (ka.kinds > 0).astype(np.int8) - (kb.kinds > 0).astype(np.int8)
     edges = (ka.edges - 0.5).astype(np.float32)
     gap = 1 if z.shape[0] <= 64 else 0
     fig = go.Figure(
@@ -474,8 +491,8 @@ def block_difference_figure(a: MaskRule, b: MaskRule, n: int, block: int) -> go.
         )
     )
     only_a, only_b = int((z > 0).sum()), int((z < 0).sum())
-    title = (f"Blocks computed, A − B<br>{block}×{block} blocks: {only_a:,} only for A, {only_b:,} only for B")
-    return _square_layout(fig, title, n)
+    title = f"Blocks computed, A − B<br>{ka.block}×{ka.block} blocks: {only_a:,} only for A, {only_b:,} only for B"
+    return _square_layout(fig, title, ka.n)
 
 
 def difference_counts(a: MaskRule, b: MaskRule, n: int, tiles: int = OVERVIEW_TILES) -> tuple[TileOverview, TileOverview]:

@@ -410,3 +410,10 @@ def test_block_size_sweep_counts_what_flex_would_compute():
     assert list(fig.data[0].y) == [c / a for _, c, a in sweep]
     assert list(fig.data[1].x) == [64] and fig.data[1].y[0] == sweep[2][1] / sweep[2][2]  # the block size shown
     assert list(fig.data[2].y) == [1, 1]  # the no-waste line
+
+
+def test_block_difference_refuses_masks_cut_differently():
+    from attn.render import block_kinds
+
+    with pytest.raises(ValueError, match="cut alike"):
+        figures.kinds_difference_figure(block_kinds(M.causal(), 256, 64), block_kinds(M.causal(), 256, 128))
