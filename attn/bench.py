@@ -455,25 +455,31 @@ def run_bench(cfg: BenchConfig, progress: Callable[[dict], None] | None = None,
             continue
         rule = rule_for(cfg.pattern, n, dict(cfg.params))
         shape = Shape(cfg.batch, cfg.heads, kv_heads, n, cfg.head_dim, torch.empty((), dtype=dtype).element_size())
+        stats, unusable = {}, ""
         try:
-            stats = {"rule": mask_stats(rule, n)}
+            stats["rule"] = mask_stats(rule, n)
         except ValueError as e:  # a custom rule too fragmented for its exact form at this N: its pairs cannot be counted
-            for backend in cfg.backends:
-                emit(dict(common, backend=backend, rule=rule.label, n=n, date=_now(), status="error", reason=str(e)))
-            continue
+            unusable = str(e)
         if "sdpa_causal" in cfg.backends:
             stats["causal"] = mask_stats(masks.causal(), n)
+        if unusable and "sdpa_causal" not in cfg.backends:  # nothing can run at this size: no inputs to build
+            for backend in cfg.backends:
+                emit(dict(common, backend=backend, rule=rule.label, n=n, date=_now(), status="error", reason=unusable))
+            continue
         gen = torch.Generator(device="cpu").manual_seed(cfg.seed + n)
         q = torch.randn(cfg.batch, cfg.heads, n, cfg.head_dim, generator=gen).to(device, dtype)  # (B, H, N, d)
         k = torch.randn(cfg.batch, kv_heads, n, cfg.head_dim, generator=gen).to(device, dtype)  # (B, H_kv, N, d)
         v = torch.randn(cfg.batch, kv_heads, n, cfg.head_dim, generator=gen).to(device, dtype)
-        refs = _references(cfg, rule, n, shape, q, k, v, device, budget) if cfg.check else {}
+        refs = _references(cfg, None if unusable else rule, n, shape, q, k, v, device, budget) if cfg.check else {}
         for backend in cfg.backends:
             if (n, backend) in reuse:
                 _steer(reuse[(n, backend)], rates, stopped)
                 emit(reuse[(n, backend)])
                 continue
             row = dict(common, backend=backend, rule=rule.label, n=n, date=_now())
+            if unusable and backend != "sdpa_causal":  # sdpa_causal computes causal attention whatever the rule
+                emit(dict(row, status="error", reason=unusable))
+                continue
             row["note"] = _cpu_load_note() if device.type == "cpu" else ""
             computed = K.computed_rule(backend, rule)
             row["computes"] = computed.label
@@ -564,7 +570,8 @@ def _references(cfg, rule, n, shape, q, k, v, device, budget) -> dict:
     q32, k32, v32 = q.float(), k.float(), v.float()
     out = {}
     try:
-        out["rule"] = K.run(K.prepare("naive", rule, n, device, cached=False), q32, k32, v32)
+        if rule is not None:  # None: the rule cannot be built at this N (only sdpa_causal runs)
+            out["rule"] = K.run(K.prepare("naive", rule, n, device, cached=False), q32, k32, v32)
         if "sdpa_causal" in cfg.backends:
             out["causal"] = K.run(K.prepare("naive", masks.causal(), n, device, cached=False), q32, k32, v32)
     except Exception as e:  # noqa: BLE001 -- a reference that cannot run only disables the check

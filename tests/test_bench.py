@@ -387,3 +387,16 @@ def test_a_rule_too_fragmented_at_one_size_gives_error_rows_and_the_sweep_goes_o
     assert [(r["n"], r["status"]) for r in rows] == [(256, "ok"), (8192, "error")]
     assert "too fragmented" in rows[1]["reason"] and rows[1]["time_ms"] is None
     assert rows[0]["allowed_pairs"] == sum(q // 3 + 1 for q in range(256))
+
+
+def test_causal_attention_still_runs_beside_a_rule_too_fragmented_to_build():
+    """sdpa_causal computes causal attention whatever the rule: a rule that cannot be built at this N makes
+    only its own backends' rows errors; the causal row is measured and checked against naive causal."""
+    rule = "q >= k and (q - k) % 3 == 0"
+    cfg = tiny(pattern="custom", params=(("rule", rule),), ns=(8192,), backends=("sdpa_mask", "sdpa_causal"),
+               heads=1, kv_heads=1, head_dim=8, repeats=1, check=True)
+    mask_row, causal_row = B.run_bench(cfg)
+    assert (mask_row["backend"], mask_row["status"]) == ("sdpa_mask", "error") and "too fragmented" in mask_row["reason"]
+    assert (causal_row["backend"], causal_row["status"]) == ("sdpa_causal", "ok"), causal_row["reason"]
+    assert causal_row["allowed_pairs"] == 8192 * 8193 // 2 and causal_row["computes"] == "causal"
+    assert causal_row["check_ok"] is True and causal_row["check_against"].startswith("naive float32 (causal")
