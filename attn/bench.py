@@ -462,15 +462,15 @@ def run_bench(cfg: BenchConfig, progress: Callable[[dict], None] | None = None,
             unusable = str(e)
         if "sdpa_causal" in cfg.backends:
             stats["causal"] = mask_stats(masks.causal(), n)
-        if unusable and "sdpa_causal" not in cfg.backends:  # nothing can run at this size: no inputs to build
-            for backend in cfg.backends:
-                emit(dict(common, backend=backend, rule=rule.label, n=n, date=_now(), status="error", reason=unusable))
-            continue
-        gen = torch.Generator(device="cpu").manual_seed(cfg.seed + n)
-        q = torch.randn(cfg.batch, cfg.heads, n, cfg.head_dim, generator=gen).to(device, dtype)  # (B, H, N, d)
-        k = torch.randn(cfg.batch, kv_heads, n, cfg.head_dim, generator=gen).to(device, dtype)  # (B, H_kv, N, d)
-        v = torch.randn(cfg.batch, kv_heads, n, cfg.head_dim, generator=gen).to(device, dtype)
-        refs = _references(cfg, None if unusable else rule, n, shape, q, k, v, device, budget) if cfg.check else {}
+        q = k = v = None
+        refs = {}
+        if stats:  # else no backend can run at this size: no inputs to build
+            gen = torch.Generator(device="cpu").manual_seed(cfg.seed + n)
+            q = torch.randn(cfg.batch, cfg.heads, n, cfg.head_dim, generator=gen).to(device, dtype)  # (B, H, N, d)
+            k = torch.randn(cfg.batch, kv_heads, n, cfg.head_dim, generator=gen).to(device, dtype)  # (B, H_kv, N, d)
+            v = torch.randn(cfg.batch, kv_heads, n, cfg.head_dim, generator=gen).to(device, dtype)
+            if cfg.check:
+                refs = _references(cfg, None if unusable else rule, n, shape, q, k, v, device, budget)
         for backend in cfg.backends:
             if (n, backend) in reuse:
                 _steer(reuse[(n, backend)], rates, stopped)
