@@ -4,6 +4,7 @@ one browser per module, a fresh page per test."""
 from __future__ import annotations
 
 import os
+import subprocess
 
 import pytest
 
@@ -57,3 +58,22 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def attn_cli(capsys):
+    """`python -m attn ARGS` run in this process: a subprocess imports torch again (about 3 s a call).
+    Returns what subprocess.run would (returncode, stdout, stderr); argparse's exits become return codes.
+    The entry point itself runs as a real subprocess in test_rules.py and test_bench.py."""
+    from attn import cli
+
+    def run(*args) -> subprocess.CompletedProcess:
+        capsys.readouterr()  # drop what the test printed before
+        try:
+            code = cli.main([str(a) for a in args])
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(list(args), code, out.out, out.err)
+
+    return run

@@ -1,20 +1,14 @@
 """The stable command line: `python -m attn mask ...`."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
 
-def run(*args):
-    return subprocess.run([sys.executable, "-m", "attn", *args], capture_output=True, text=True, timeout=120)
-
-
-def test_mask_json_sliding_window():
-    r = run("mask", "--pattern", "sliding_window", "--window", "4", "--n", "8", "--format", "json")
+def test_mask_json_sliding_window(attn_cli):
+    r = attn_cli("mask", "--pattern", "sliding_window", "--window", "4", "--n", "8", "--format", "json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["pattern"] == "sliding_window" and out["params"] == {"window": 4} and out["n"] == 8
@@ -22,8 +16,8 @@ def test_mask_json_sliding_window():
     assert out["mask"] == expected
 
 
-def test_mask_tiles_at_131072():
-    r = run("mask", "--pattern", "local_global", "--window", "256", "--global", "0", "--n", "131072", "--tiles", "8")
+def test_mask_tiles_at_131072(attn_cli):
+    r = attn_cli("mask", "--pattern", "local_global", "--window", "256", "--global", "0", "--n", "131072", "--tiles", "8")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert "mask" not in out and out["tile_size"] == 16384
@@ -43,16 +37,16 @@ def test_mask_tiles_at_131072():
         (["--pattern", "local_global", "--global", "1,x", "--n", "8"], "not a whole number"),
     ],
 )
-def test_bad_input_exits_2_with_sentence(args, message):
-    r = run("mask", *args)
+def test_bad_input_exits_2_with_sentence(args, message, attn_cli):
+    r = attn_cli("mask", *args)
     assert r.returncode == 2
     assert message in r.stderr
     assert "Traceback" not in r.stderr
 
 
-def test_png_and_npy(tmp_path):
+def test_png_and_npy(tmp_path, attn_cli):
     png = tmp_path / "m.png"
-    r = run("mask", "--pattern", "chunked", "--chunk", "4", "--n", "16", "--format", "png", "--out", str(png))
+    r = attn_cli("mask", "--pattern", "chunked", "--chunk", "4", "--n", "16", "--format", "png", "--out", str(png))
     assert r.returncode == 0, r.stderr
     img = np.asarray(Image.open(png).convert("RGB"))
     assert img.shape[0] == img.shape[1] >= 512
@@ -61,18 +55,18 @@ def test_png_and_npy(tmp_path):
     row = img[5 * cell + cell // 2, cell // 2 :: cell].astype(int).sum(axis=1)
     assert [i for i, v in enumerate(row) if v < 600] == [4, 5]
     npy = tmp_path / "m.npy"
-    assert run("mask", "--pattern", "causal", "--n", "5", "--format", "npy", "--out", str(npy)).returncode == 0
+    assert attn_cli("mask", "--pattern", "causal", "--n", "5", "--format", "npy", "--out", str(npy)).returncode == 0
     assert np.array_equal(np.load(npy), np.tril(np.ones((5, 5), dtype=np.uint8)))
 
 
-def test_csv():
-    r = run("mask", "--pattern", "prefix_lm", "--prefix", "2", "--n", "3", "--format", "csv")
+def test_csv(attn_cli):
+    r = attn_cli("mask", "--pattern", "prefix_lm", "--prefix", "2", "--n", "3", "--format", "csv")
     assert r.stdout.split() == ["1,1,0", "1,1,0", "1,1,1"]
 
 
-def test_an_output_path_that_cannot_be_written_is_a_message(tmp_path):
+def test_an_output_path_that_cannot_be_written_is_a_message(tmp_path, attn_cli):
     out = tmp_path / "no_such_folder" / "rows.json"
-    r = run("bench", "--pattern", "causal", "--n", "17", "--backends", "naive", "--repeats", "1", "--json", str(out))
+    r = attn_cli("bench", "--pattern", "causal", "--n", "17", "--backends", "naive", "--repeats", "1", "--json", str(out))
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.endswith(f"error: No such file or directory: {out}\n")
 

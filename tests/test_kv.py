@@ -1,8 +1,6 @@
 """attn.kv against hand-computed values from the published configs."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -194,13 +192,12 @@ def test_cli_json(capsys):
     assert json.loads(capsys.readouterr().out)["kv_bytes"] == 2 * 21 * 8192 * (8192 + 4096)
 
 
-def test_cli_list_and_errors():
-    run = [sys.executable, "-m", "attn", "kv"]
-    listed = subprocess.run(run + ["--list"], capture_output=True, text=True)
+def test_cli_list_and_errors(attn_cli):
+    listed = attn_cli("kv", "--list")
     assert listed.returncode == 0 and all(k in listed.stdout for k in kv.PRESETS)
     for args, message in ((["--model", "gpt-5"], "Unknown model"), (["--model", "qwen2.5-7b", "--context", "0"], "Context"),
                           ([], "--model")):
-        p = subprocess.run(run + args, capture_output=True, text=True)
+        p = attn_cli("kv", *args)
         assert p.returncode == 2 and message in p.stderr and "Traceback" not in p.stderr
 
 

@@ -7,8 +7,6 @@ Sequences are short (≤ 160 tokens) so the file runs in about a minute on 2 CPU
 import json
 import math
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -242,11 +240,11 @@ def test_bad_input_is_refused_in_words(call, message):
         call()
 
 
-def test_cli_ppl_json(tmp_path):
+def test_cli_ppl_json(tmp_path, attn_cli):
     doc = tmp_path / "doc.txt"
     doc.write_text(model.sample_doc("meeting").text, encoding="utf-8")
     args = ["ppl", "--doc", str(doc), "--pattern", "sliding_window", "--window", "16", "--max-tokens", "96", "--json"]
-    r = subprocess.run([sys.executable, "-m", "attn", *args], capture_output=True, text=True, timeout=300)
+    r = attn_cli(*args)  # in-process: the model is loaded once for the module
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["tokens"] == 96 and out["truncated"] is True

@@ -2,8 +2,6 @@
 
 import json
 import random
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -182,11 +180,12 @@ def test_bad_input(call, message):
         call()
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "attn", "reach", *args], capture_output=True, text=True, timeout=120)
+@pytest.fixture
+def run_cli(attn_cli):
+    return lambda *args: attn_cli("reach", *args)
 
 
-def test_cli_reach_json():
+def test_cli_reach_json(run_cli):
     r = run_cli("--pattern", "sliding_window", "--window", "4", "--n", "64", "--layers", "5", "--token", "63", "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
@@ -203,6 +202,6 @@ def test_cli_reach_json():
     [["--pattern", "causal", "--n", "64", "--layers", "0"], ["--pattern", "causal", "--n", "64", "--layers", "2", "--token", "64"],
      ["--stack", "", "--n", "64", "--layers", "2"], ["--preset", "nope", "--n", "64", "--layers", "2"]],
 )
-def test_cli_reach_bad_input_exits_2(args):
+def test_cli_reach_bad_input_exits_2(args, run_cli):
     r = run_cli(*args)
     assert r.returncode == 2 and "error:" in r.stderr and "Traceback" not in r.stderr
