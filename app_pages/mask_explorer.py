@@ -40,13 +40,14 @@ def blocks_fig(pattern, n, params, block):
 @ui.cached("Counting each block size…")
 def sweep_fig(pattern, n, params, block):
     rule = masks.build(pattern, n, **dict(params))
-    sweep = render.block_size_sweep(rule, n, figures.BLOCK_SIZES)
+    sweep = render.block_size_sweep(rule, n, figures.BLOCK_SIZES, known=kinds(pattern, n, params, block))
     return figures.block_size_figure(sweep, block, f"Kernel work by block size, N = {n:,}")
 
 
 @ui.cached("Counting pairs…")
 def stats(pattern, n, params, block):
-    return render.mask_stats(masks.build(pattern, n, **dict(params)), n, block_size=block)
+    rule = masks.build(pattern, n, **dict(params))
+    return render.mask_stats(rule, n, block_size=block, blocks=kinds(pattern, n, params, block))  # counted once
 
 
 def shown_fig(pattern, n, params):

@@ -25,6 +25,7 @@ def bench_rules(n: int) -> list[masks.MaskRule]:
         masks.sliding_window(4096),
         masks.local_global(512, [0, 1, 2, 3]),
         masks.bigbird(512, [0], 3, 0, 64, n),
+        masks.strided(128),  # key sets with a stride (progressions): the slowest overview path
     ]
 
 

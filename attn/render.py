@@ -92,6 +92,7 @@ def tile_overview(rule: MaskRule, n: int, tiles: int = 512, tile_size: int | Non
     # cumulative[r, c] = allowed pairs with query in tile row r and key < edges[c].
     cumulative = np.zeros((t, t + 1), dtype=np.int64)
     chunk = _PROG_CHUNK if rule.has_progressions else _ROW_CHUNK
+    edges32 = edges.astype(np.int32)
     for q in _chunks(n, chunk):
         keys = rule.row_keys(q, n)
         tile_row = np.searchsorted(edges, q, side="right") - 1
@@ -101,10 +102,11 @@ def tile_overview(rule: MaskRule, n: int, tiles: int = 512, tile_size: int | Non
         cumulative += _piecewise_linear_sums(row_of, s[nonempty], edges, t)
         cumulative -= _piecewise_linear_sums(row_of, e[nonempty], edges, t)
         if keys.has_progressions:
-            below = count_progression_below(
-                keys.prog_start[:, :, None], keys.prog_stop[:, :, None], keys.prog_step[:, :, None], edges[None, None, :]
-            ).sum(axis=1)  # (R, C)
-            cumulative += _sum_by_row(below, tile_row, t)
+            # The slowest step: (R, P, C) integer arithmetic. In int32 it moves half the memory; exact,
+            # since every value is below 2 N <= 2**18 (MAX_N = 131,072); sums are taken in int64.
+            start, stop, step = (a[:, :, None].astype(np.int32) for a in (keys.prog_start, keys.prog_stop, keys.prog_step))
+            below = count_progression_below(start, stop, step, edges32[None, None, :]).sum(axis=1, dtype=np.int64)  # (R, C)
+            _add_by_row(cumulative, below, tile_row)
     return TileOverview(rule.label, n, size, edges, np.diff(cumulative, axis=1))
 
 
@@ -152,22 +154,38 @@ def block_kinds(rule: MaskRule, n: int, block: int) -> BlockKinds:
 BLOCK_SWEEP_MAX_BLOCKS = 1024  # blocks a side a block-size sweep counts (1M tiles; a strided rule at 128k: ~4 s)
 
 
-def block_size_sweep(rule: MaskRule, n: int, sizes) -> list[tuple[int, int, int]]:
+def _known_blocks(known: BlockKinds | None, rule: MaskRule, n: int, block: int) -> BlockKinds | None:
+    """`known` when it is this rule's blocks of this size at this N (counted already by the caller)."""
+    if known is None:
+        return None
+    if (known.rule_label, known.n, known.block) != (rule.label, n, block):
+        raise ValueError(f"The blocks given are {known.rule_label}'s at N = {known.n} in blocks of {known.block}, "
+                         f"not {rule.label}'s at N = {n} in blocks of {block}.")
+    return known
+
+
+def block_size_sweep(rule: MaskRule, n: int, sizes, known: BlockKinds | None = None) -> list[tuple[int, int, int]]:
     """(block, pairs a block-sparse kernel computes, pairs allowed) for each block size in `sizes` that
     cuts N into at most BLOCK_SWEEP_MAX_BLOCKS blocks a side: smaller blocks skip more of a sparse mask
-    but a GPU runs them less efficiently, the trade a kernel's block size makes."""
+    but a GPU runs them less efficiently, the trade a kernel's block size makes. `known`: this rule's
+    blocks at one of the sizes, already counted (the Explorer's view), used instead of counting again."""
     out = []
     for block in sizes:
         if -(-n // block) <= BLOCK_SWEEP_MAX_BLOCKS:
-            bk = block_kinds(rule, n, block)
+            bk = known if known is not None and known.block == block else None
+            bk = _known_blocks(bk, rule, n, block) or block_kinds(rule, n, block)
             out.append((int(block), bk.computed_pairs, int(bk.counts.sum())))
     return out
 
 
-def _sum_by_row(values: np.ndarray, tile_row: np.ndarray, t: int) -> np.ndarray:
-    out = np.zeros((t, values.shape[1]), dtype=np.int64)
-    np.add.at(out, tile_row, values)
-    return out
+def _add_by_row(out: np.ndarray, values: np.ndarray, tile_row: np.ndarray) -> None:
+    """out[r] += the sum of values' rows whose tile row is r. values: (R, C); tile_row: (R,), nondecreasing
+    (queries come in order), so each tile row is one run of rows, summed as a slice: about 8× faster
+    than np.add.reduceat along axis 0 and 15× faster than np.add.at (a strided rule at N = 131,072 spent
+    a second there)."""
+    bounds = np.flatnonzero(np.r_[True, tile_row[1:] != tile_row[:-1], True])
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        out[tile_row[lo]] += values[lo:hi].sum(axis=0)
 
 
 def tiles_by_predicate(rule: MaskRule, n: int, edges: np.ndarray) -> np.ndarray:
@@ -238,10 +256,12 @@ class MaskStats:
         return 4 * head_dim * self.blocks_touched * self.block_size**2
 
 
-def mask_stats(rule: MaskRule, n: int, block_size: int = 128) -> MaskStats:
+def mask_stats(rule: MaskRule, n: int, block_size: int = 128, blocks: BlockKinds | None = None) -> MaskStats:
+    """Pairs, keys per query and blocks touched. `blocks`: the rule's blocks of block_size at n, when the
+    caller has counted them already (at N = 131,072 a strided rule's 1,024² blocks take seconds)."""
     counts = row_counts(rule, n)
     allowed = int(counts.sum())
-    blocks = tile_overview(rule, n, tile_size=block_size)
+    blocks = _known_blocks(blocks, rule, n, block_size) or tile_overview(rule, n, tile_size=block_size)
     return MaskStats(
         n=n,
         allowed_pairs=allowed,
@@ -251,7 +271,7 @@ def mask_stats(rule: MaskRule, n: int, block_size: int = 128) -> MaskStats:
         density_vs_full=allowed / n**2,
         density_vs_causal=allowed / (n * (n + 1) // 2),
         blocks_touched=int((blocks.counts > 0).sum()),
-        blocks_total=blocks.tiles**2,
+        blocks_total=len(blocks.counts) ** 2,
         block_size=block_size,
     )
 

@@ -37,6 +37,19 @@ def test_overview_equals_dense_then_average(make, n, tiles):
     assert np.array_equal(ov.fractions, counts / (sizes[:, None] * sizes[None, :]))
 
 
+@pytest.mark.parametrize("tiles", [7, 512])
+@pytest.mark.parametrize("make", [lambda: M.strided(31), lambda: M.dilated(64, 3), lambda: M.dilated(5, 7, causal=False)])
+def test_strided_key_sets_over_several_query_chunks_equal_dense(make, tiles):
+    """N = 5,000 spans three chunks of the strided (progression) path, and a tile of 715 rows (7 tiles)
+    is split between two chunks: each chunk's rows must add into their tile rows exactly."""
+    n = 5000
+    rule = make()
+    dense = rule.dense(n).numpy().astype(np.int64)
+    e = tile_overview(rule, n, tiles).edges
+    counts = np.add.reduceat(np.add.reduceat(dense, e[:-1], axis=0), e[:-1], axis=1)
+    assert np.array_equal(tile_overview(rule, n, tiles).counts, counts)
+
+
 def test_predicate_only_rule_uses_dense_path():
     base = M.sliding_window(5)
     rule = M.MaskRule("custom", (), base.mask_mod)  # no interval form
@@ -108,3 +121,20 @@ def test_first_cut_row_against_the_dense_mask(make, n):
     assert first_cut_row(rule, n) == (short[0] if short else None)
     if rule.name == "sliding_window":
         assert first_cut_row(rule, n) == (64 if n > 64 else None)
+
+
+def test_blocks_counted_once_give_the_same_stats_and_sweep():
+    """mask_stats and block_size_sweep given the blocks already counted (the Explorer's cached view)
+    answer as when they count them, and refuse blocks of another rule, size or length."""
+    from attn.render import block_kinds, block_size_sweep
+
+    n, rule = 1000, M.strided(31)
+    known = block_kinds(rule, n, 64)
+    assert mask_stats(rule, n, 64, blocks=known) == mask_stats(rule, n, 64)
+    sizes = (16, 64, 256)
+    assert block_size_sweep(rule, n, sizes, known=known) == block_size_sweep(rule, n, sizes)
+    for wrong in (block_kinds(M.strided(30), n, 64), block_kinds(rule, 999, 64), block_kinds(rule, n, 32)):
+        with pytest.raises(ValueError, match="blocks given are"):
+            mask_stats(rule, n, 64, blocks=wrong)
+    with pytest.raises(ValueError, match="blocks given are"):
+        block_size_sweep(rule, n, sizes, known=block_kinds(M.strided(30), n, 64))
