@@ -86,28 +86,57 @@ def tile_overview(rule: MaskRule, n: int, tiles: int = 512, tile_size: int | Non
     (tiles of ceil(n / tiles) tokens, or of `tile_size` tokens when given)."""
     rule.check_length(n)
     size, edges = tile_edges(n, tiles, tile_size)
-    t = len(edges) - 1
     if not rule.has_intervals:
         return TileOverview(rule.label, n, size, edges, tiles_by_predicate(rule, n, edges))
-    # cumulative[r, c] = allowed pairs with query in tile row r and key < edges[c].
-    cumulative = np.zeros((t, t + 1), dtype=np.int64)
+    return TileOverview(rule.label, n, size, edges, _tile_row_counts(rule, n, edges, 0, len(edges) - 1))
+
+
+def _tile_row_counts(rule: MaskRule, n: int, edges: np.ndarray, r_lo: int, r_hi: int) -> np.ndarray:
+    """Allowed-pair counts of tile rows r_lo..r_hi-1 across all T tile columns: int64 (r_hi - r_lo, T).
+    From the rule's key intervals (and strided key sets), never pair by pair."""
+    t = len(edges) - 1
+    # cumulative[r, c] = allowed pairs with query in tile row r_lo + r and key < edges[c].
+    cumulative = np.zeros((r_hi - r_lo, t + 1), dtype=np.int64)
     chunk = _PROG_CHUNK if rule.has_progressions else _ROW_CHUNK
     edges32 = edges.astype(np.int32)
-    for q in _chunks(n, chunk):
+    for lo in range(int(edges[r_lo]), int(edges[r_hi]), chunk):
+        q = np.arange(lo, min(lo + chunk, int(edges[r_hi])), dtype=np.int64)
         keys = rule.row_keys(q, n)
-        tile_row = np.searchsorted(edges, q, side="right") - 1
+        tile_row = np.searchsorted(edges, q, side="right") - 1 - r_lo
+        # Only the tile rows this chunk's queries fill: bins for all T rows made a 131,072-token mask in
+        # blocks of 16 (8,192² blocks) take 26 s.
+        first, rows = tile_row[0], tile_row[-1] - tile_row[0] + 1
         s, e = disjoint_intervals(keys.starts, keys.ends)
         nonempty = e > s
-        row_of = np.broadcast_to(tile_row[:, None], s.shape)[nonempty]
-        cumulative += _piecewise_linear_sums(row_of, s[nonempty], edges, t)
-        cumulative -= _piecewise_linear_sums(row_of, e[nonempty], edges, t)
+        row_of = np.broadcast_to(tile_row[:, None] - first, s.shape)[nonempty]
+        part = cumulative[first:first + rows]
+        part += _piecewise_linear_sums(row_of, s[nonempty], edges, rows)
+        part -= _piecewise_linear_sums(row_of, e[nonempty], edges, rows)
         if keys.has_progressions:
             # The slowest step: (R, P, C) integer arithmetic. In int32 it moves half the memory; exact,
             # since every value is below 2 N <= 2**18 (MAX_N = 131,072); sums are taken in int64.
             start, stop, step = (a[:, :, None].astype(np.int32) for a in (keys.prog_start, keys.prog_stop, keys.prog_step))
             below = count_progression_below(start, stop, step, edges32[None, None, :]).sum(axis=1, dtype=np.int64)  # (R, C)
             _add_by_row(cumulative, below, tile_row)
-    return TileOverview(rule.label, n, size, edges, np.diff(cumulative, axis=1))
+    return np.diff(cumulative, axis=1)
+
+
+# Counting blocks touched holds this many tile counts at a time (8 MiB of int64), whatever the grid.
+_STRIP_CELLS = 1 << 20
+
+
+def blocks_touched(rule: MaskRule, n: int, block: int) -> tuple[int, int]:
+    """(blocks with at least one allowed pair, blocks in all) when the n x n mask is cut into block x block
+    tiles, counted a strip of block rows at a time: at N = 131,072 in blocks of 16 the whole grid of
+    8,192² counts would be 512 MiB."""
+    rule.check_length(n)
+    _, edges = tile_edges(n, 1, block)
+    t = len(edges) - 1
+    if not rule.has_intervals:
+        return int((tiles_by_predicate(rule, n, edges) > 0).sum()), t * t
+    strip = max(1, _STRIP_CELLS // (t + 1))
+    touched = sum(int((_tile_row_counts(rule, n, edges, r, min(r + strip, t)) > 0).sum()) for r in range(0, t, strip))
+    return touched, t * t
 
 
 # What a block-sparse kernel does with each block × block tile of a mask (FlexAttention's BlockMask).
@@ -261,7 +290,11 @@ def mask_stats(rule: MaskRule, n: int, block_size: int = 128, blocks: BlockKinds
     caller has counted them already (at N = 131,072 a strided rule's 1,024² blocks take seconds)."""
     counts = row_counts(rule, n)
     allowed = int(counts.sum())
-    blocks = _known_blocks(blocks, rule, n, block_size) or tile_overview(rule, n, tile_size=block_size)
+    if blocks is not None:
+        known = _known_blocks(blocks, rule, n, block_size)
+        touched, total = int((known.counts > 0).sum()), known.counts.size
+    else:
+        touched, total = blocks_touched(rule, n, block_size)
     return MaskStats(
         n=n,
         allowed_pairs=allowed,
@@ -270,8 +303,8 @@ def mask_stats(rule: MaskRule, n: int, block_size: int = 128, blocks: BlockKinds
         mean_keys=float(counts.mean()),
         density_vs_full=allowed / n**2,
         density_vs_causal=allowed / (n * (n + 1) // 2),
-        blocks_touched=int((blocks.counts > 0).sum()),
-        blocks_total=len(blocks.counts) ** 2,
+        blocks_touched=touched,
+        blocks_total=total,
         block_size=block_size,
     )
 

@@ -138,3 +138,39 @@ def test_blocks_counted_once_give_the_same_stats_and_sweep():
             mask_stats(rule, n, 64, blocks=wrong)
     with pytest.raises(ValueError, match="blocks given are"):
         block_size_sweep(rule, n, sizes, known=block_kinds(M.strided(30), n, 64))
+
+
+@pytest.mark.parametrize("strip_cells", [1 << 20, 50, 1])
+@pytest.mark.parametrize("make", RULES + [lambda n: M.MaskRule("custom", (), M.sliding_window(5).mask_mod)])
+def test_blocks_touched_in_strips_equals_dense(make, strip_cells, monkeypatch):
+    """Counted a strip of block rows at a time (down to one row a strip), the blocks touched are the dense
+    mask's non-empty blocks, for every pattern and a predicate-only rule."""
+    import attn.render as R
+
+    monkeypatch.setattr(R, "_STRIP_CELLS", strip_cells)
+    n, block = 1000, 64
+    rule = make(n)
+    d = rule.dense(n).numpy().astype(np.int64)
+    starts = np.arange(0, n, block)
+    dense_blocks = np.add.reduceat(np.add.reduceat(d, starts, axis=0), starts, axis=1)
+    assert R.blocks_touched(rule, n, block) == (int((dense_blocks > 0).sum()), 16 * 16)
+
+
+def test_blocks_touched_at_131072_without_the_whole_grid():
+    """A causal window of 8 in blocks of 32 touches the diagonal block and, below the first row, the one
+    left of it (queries 32r..32r+6 see keys of the block before): 2T - 1 of T² blocks, counted without
+    holding the T × T grid (4,096² counts, 128 MiB in int64)."""
+    import tracemalloc
+
+    from attn.render import blocks_touched
+
+    t = N // 32
+    tracemalloc.start()
+    try:
+        assert blocks_touched(M.sliding_window(8), N, 32) == (2 * t - 1, t * t)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 2**20, peak
+    s = mask_stats(M.sliding_window(8), N, block_size=32)
+    assert (s.blocks_touched, s.blocks_total) == (2 * t - 1, t * t)
