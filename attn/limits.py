@@ -21,6 +21,8 @@ GRID_MAX_N = 128  # cells drawn one by one; beyond, the exact tile overview
 EXPORT_MAX_N = 4_096  # JSON/CSV/NPY of a full mask (16M cells)
 BIGBIRD_MAX_RANDOM_BLOCKS = 64  # BigBird uses 2-3; 131,072 took 22 s and 2.9 GB for one 256-token view
 PARAM_MAX = MAX_N * 8  # any other integer parameter of a pattern (window, seed, block, …)
+TILES_MAX = 4_096  # exact tile counts held as a T×T grid (4,096²: 128 MiB of int64); the app draws at most 1,024
+BLOCKS_TOUCHED_MAX = 8_192  # blocks a side counted in strips, never held (blocks of 16 at 128k: 2–17 s here)
 
 # ------------------------------------------------------- receptive field ---
 MAX_LAYERS = 64

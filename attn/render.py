@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .limits import BLOCKS_TOUCHED_MAX, TILES_MAX
 from .masks import DENSE_MAX_N, MaskRule, and_masks, causal, count_progression_below, disjoint_intervals
 
 # Rows per chunk: bounds the working memory of the interval and progression paths.
@@ -60,6 +61,14 @@ def tile_edges(n: int, tiles: int, tile_size: int | None = None) -> tuple[int, n
     return size, edges
 
 
+def _check_grid(n: int, size: int, most: int, what: str) -> None:
+    """Refuse, in words, a grid of more than `most` tiles a side (before anything T × T is allocated)."""
+    t = -(-n // size)
+    if t > most:
+        raise ValueError(f"N = {n:,} in {what} of {size:,} token{'s' * (size != 1)} is {t:,} × {t:,} {what}; exact counts "
+                         f"stop at {most:,} a side ({what} of {-(-n // most):,} tokens or more).")
+
+
 def _chunks(n: int, size: int):
     for lo in range(0, n, size):
         yield np.arange(lo, min(lo + size, n), dtype=np.int64)
@@ -86,6 +95,7 @@ def tile_overview(rule: MaskRule, n: int, tiles: int = 512, tile_size: int | Non
     (tiles of ceil(n / tiles) tokens, or of `tile_size` tokens when given)."""
     rule.check_length(n)
     size, edges = tile_edges(n, tiles, tile_size)
+    _check_grid(n, size, TILES_MAX, "tiles")
     if not rule.has_intervals:
         return TileOverview(rule.label, n, size, edges, tiles_by_predicate(rule, n, edges))
     return TileOverview(rule.label, n, size, edges, _tile_row_counts(rule, n, edges, 0, len(edges) - 1))
@@ -131,6 +141,7 @@ def blocks_touched(rule: MaskRule, n: int, block: int) -> tuple[int, int]:
     8,192² counts would be 512 MiB."""
     rule.check_length(n)
     _, edges = tile_edges(n, 1, block)
+    _check_grid(n, block, BLOCKS_TOUCHED_MAX, "blocks")
     t = len(edges) - 1
     if not rule.has_intervals:
         return int((tiles_by_predicate(rule, n, edges) > 0).sum()), t * t
@@ -175,6 +186,7 @@ def block_kinds(rule: MaskRule, n: int, block: int) -> BlockKinds:
     Exact, from tile_overview's counts, without the N × N matrix."""
     if isinstance(block, bool) or not isinstance(block, (int, np.integer)) or block < 1:
         raise ValueError(f"The block size must be a positive whole number of tokens, got {block!r}.")
+    _check_grid(n, int(block), TILES_MAX, "blocks")
     ov = tile_overview(rule, n, tile_size=int(block))
     kinds = np.where(ov.counts == block * block, FULL, np.where(ov.counts > 0, PARTIAL, SKIPPED)).astype(np.int8)
     return BlockKinds(ov.rule_label, n, int(block), ov.edges, ov.counts, kinds)

@@ -174,3 +174,22 @@ def test_blocks_touched_at_131072_without_the_whole_grid():
     assert peak < 64 * 2**20, peak
     s = mask_stats(M.sliding_window(8), N, block_size=32)
     assert (s.blocks_touched, s.blocks_total) == (2 * t - 1, t * t)
+
+
+def test_grids_too_fine_to_count_are_refused_before_anything_is_allocated():
+    """131,072² tiles would be 128 GiB of counts: refused in words, naming the coarsest size that fits."""
+    from attn.limits import BLOCKS_TOUCHED_MAX, TILES_MAX
+    from attn.render import block_kinds, blocks_touched
+
+    rule = M.causal()
+    with pytest.raises(ValueError, match=r"131,072 × 131,072 blocks; exact counts stop at 4,096 a side \(blocks of 32"):
+        block_kinds(rule, N, 1)
+    with pytest.raises(ValueError, match=r"65,536 × 65,536 tiles"):
+        tile_overview(rule, N, tiles=100_000)
+    with pytest.raises(ValueError, match=r"16,384 × 16,384 blocks; exact counts stop at 8,192 a side \(blocks of 16"):
+        blocks_touched(rule, N, 8)
+    # At the limits themselves they are counted (causal: the lower triangle of blocks).
+    t = TILES_MAX
+    assert tile_overview(rule, t, tile_size=1).counts.sum() == t * (t + 1) // 2
+    assert blocks_touched(rule, N, N // BLOCKS_TOUCHED_MAX) == (BLOCKS_TOUCHED_MAX * (BLOCKS_TOUCHED_MAX + 1) // 2,
+                                                                  BLOCKS_TOUCHED_MAX**2)
