@@ -123,6 +123,8 @@ def cmd_mask(args) -> int:
     n = args.n
     if args.kernel_blocks is not None and args.kernel_blocks < 1:
         raise ValueError(f"--kernel-blocks must be a positive block size in tokens, got {args.kernel_blocks}.")
+    if args.tiles is not None and args.tiles < 1:
+        raise ValueError(f"--tiles must be a positive number of tiles a side, got {args.tiles}.")
     if args.format == "text":
         _write_text(mask_text(rule, n, args.kernel_blocks), args.out)
     elif args.format == "json":

@@ -36,6 +36,7 @@ def test_mask_tiles_at_131072(attn_cli):
         (["--pattern", "causal", "--n", "5000"], "add --tiles"),
         (["--pattern", "local_global", "--global", "1,x", "--n", "8"], "not a whole number"),
         (["--pattern", "causal", "--n", "131072", "--tiles", "100000"], "exact counts stop at 4,096 a side"),
+        (["--pattern", "causal", "--n", "64", "--tiles", "0"], "--tiles must be a positive number"),
         (["--pattern", "causal", "--n", "131072", "--tiles", "8", "--kernel-blocks", "1"], "blocks of 32 tokens or more"),
     ],
 )
