@@ -192,7 +192,7 @@ def block_kinds(rule: MaskRule, n: int, block: int) -> BlockKinds:
     return BlockKinds(ov.rule_label, n, int(block), ov.edges, ov.counts, kinds)
 
 
-BLOCK_SWEEP_MAX_BLOCKS = 1024  # blocks a side a block-size sweep counts (1M tiles; a strided rule at 128k: ~2.7 s)
+BLOCK_SWEEP_MAX_BLOCKS = 1024  # blocks a side a block-size sweep counts (1M tiles; a strided rule at 128k: ~1 s)
 
 
 def _known_blocks(known: BlockKinds | None, rule: MaskRule, n: int, block: int) -> BlockKinds | None:
@@ -213,8 +213,10 @@ def block_size_sweep(rule: MaskRule, n: int, sizes, known: BlockKinds | None = N
     out = []
     for block in sizes:
         if -(-n // block) <= BLOCK_SWEEP_MAX_BLOCKS:
-            bk = known if known is not None and known.block == block else None
-            bk = _known_blocks(bk, rule, n, block) or block_kinds(rule, n, block)
+            if known is not None and known.block == block:
+                bk = _known_blocks(known, rule, n, block)
+            else:
+                bk = block_kinds(rule, n, block)
             out.append((int(block), bk.computed_pairs, int(bk.counts.sum())))
     return out
 
@@ -299,7 +301,7 @@ class MaskStats:
 
 def mask_stats(rule: MaskRule, n: int, block_size: int = 128, blocks: BlockKinds | None = None) -> MaskStats:
     """Pairs, keys per query and blocks touched. `blocks`: the rule's blocks of block_size at n, when the
-    caller has counted them already (at N = 131,072 a strided rule's 1,024² blocks take seconds)."""
+    caller has counted them already (at N = 131,072 a strided rule's 1,024² blocks take about a second)."""
     counts = row_counts(rule, n)
     allowed = int(counts.sum())
     if blocks is not None:
