@@ -55,7 +55,7 @@ with st.container(border=True):
     else:
         growth = f"each layer adds up to W − 1 = {int(w) - 1} more, until layer {full} reaches the whole context"
     st.markdown(
-        f"One layer lets token {TOKEN} use **{one}** token{'' if one == 1 else 's'}; after **{layers}** layers it can draw "
+        f"One layer lets token {TOKEN} use **{one}** token{'' if one == 1 else 's'}; after **{layers}** layer{'' if layers == 1 else 's'} it can draw "
         f"on **{last}** of its {TOKEN + 1} — {growth}. That is how Mistral 7B, "
         "with a 4,096-token window in 32 layers, reaches about 131,000 tokens."
     )

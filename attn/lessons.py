@@ -29,7 +29,7 @@ from . import cost_figures, figures, kv, masks, reach, render
 from . import lesson_figures as lf
 from .presets import STACK_PRESETS, build_stack
 from .state import parse_bounded_int
-from .text import share_text
+from .text import count, share_text
 
 EXPLORER = "app_pages/mask_explorer.py"
 REACH_PAGE = "app_pages/receptive_field.py"
@@ -241,7 +241,7 @@ def reach_through(preset: str, n: int, layers: int) -> go.Figure:
 
 def reach_note(preset: str, n: int, layers: int) -> str:
     counts = preset_reach(preset, n).counts
-    return (f"After {layers} layer(s) token {n - 1:,} can draw on **{counts[layers - 1]:,}** of its {n:,} tokens "
+    return (f"After {count(layers, 'layer')} token {n - 1:,} can draw on **{counts[layers - 1]:,}** of its {n:,} tokens "
             f"({share_text(counts[layers - 1] / n)}).")
 
 
@@ -561,8 +561,8 @@ def _reach_map(w: int, layers: int) -> go.Figure:
 
 def _reach_note(v: dict) -> str:
     n, w, layers = 48, v["window"], v["layers"]
-    count = reach.reach_of_token(masks.sliding_window(w), n, n - 1, layers).counts[-1]
-    return (f"After {layers} layer(s) token {n - 1} draws on **{count}** tokens: min({n}, L·(W−1)+1) = "
+    reached = reach.reach_of_token(masks.sliding_window(w), n, n - 1, layers).counts[-1]
+    return (f"After {count(layers, 'layer')} token {n - 1} draws on **{reached}** tokens: min({n}, L·(W−1)+1) = "
             f"min({n}, {layers}·{w - 1}+1). One layer alone gives it only {min(w, n)}.")
 
 

@@ -535,3 +535,15 @@ def test_small_misses_and_fractions_are_said_plainly():
     # A share typed as a fraction is echoed as typed and named.
     g = lessons.grade(question("gemma-kv"), "0.484")
     assert not g.correct and "your 0.484%" in g.summary and "0.484 is 48.4%" in g.summary, g.summary
+
+
+def test_reach_notes_say_one_layer_and_many_layers():
+    """'After 1 layer', 'after 3 layers': no 'layer(s)'; the counts are the reach of the last token."""
+    from attn import lessons, masks, reach
+
+    one = lessons.reach_note("mistral-7b-v0.1", 131072, 1)
+    assert one.startswith("After 1 layer token 131,071 can draw on **4,096** of its 131,072"), one
+    three = lessons._reach_note({"window": 8, "layers": 3})
+    expected = reach.reach_of_token(masks.sliding_window(8), 48, 47, 3).counts[-1]
+    assert three.startswith(f"After 3 layers token 47 draws on **{expected}** tokens"), three
+    assert expected == min(48, 3 * 7 + 1)
