@@ -10,6 +10,7 @@ import torch
 
 import ui
 from attn import bench, bench_figures as bf, bench_targets, figures, kernels, limits
+from attn.presets import split_evenly
 from attn.jobs import Cancelled
 from attn.state import encode_view, parse_bounded_int, parse_choice
 from attn.text import count, markdown_literal
@@ -50,6 +51,8 @@ URL_KEYS = {
     "dtype": parse_choice(DTYPES, "Dtype"),
     "backends": lambda t: tuple(dict.fromkeys(parse_choice(kernels.BACKENDS, "Backend")(x) for x in t.split(",") if x)),
 }
+MAX_DOCUMENTS = 64
+URL_KEYS["docs"] = lambda t: parse_bounded_int(t, "Documents per sequence", 1, MAX_DOCUMENTS)
 
 
 def column(label: str, help: str, fmt: str | None):
@@ -114,7 +117,15 @@ st.markdown(f"This server runs on **{bench.device_name(torch.device(device), thr
 with st.sidebar:
     pattern = ui.pattern_select("", "Pattern", "sliding_window")
     ui.set_default("window", 256)
-    raw = ui.param_widgets("", pattern, max(N_CHOICES))
+    if pattern == "document":
+        # One list of lengths adds up to one N only; a sweep packs near-equal documents at every N instead.
+        ui.set_default("docs", 3)
+        documents = st.number_input("Documents per sequence", 1, MAX_DOCUMENTS, key="docs",
+                                    help="Packed documents of near-equal length at every N of the sweep "
+                                         "(3 at N = 512: 171 + 171 + 170 tokens).")
+        raw = {}
+    else:
+        raw = ui.param_widgets("", pattern, max(N_CHOICES))
     ui.set_default("ns", (512, 1024, 2048))
     ns = st.multiselect("Sequence lengths N", N_CHOICES, key="ns", format_func=lambda x: f"{x:,}")
     c = st.columns(2)
@@ -131,7 +142,8 @@ with st.sidebar:
     check = st.checkbox("Check every output against naive", value=True, key="_check")
 
 try:
-    params = ui.hashable_params(ui.rule_params(pattern, raw))
+    packed = {"documents": int(documents)} if pattern == "document" else {}
+    params = ui.hashable_params(ui.rule_params(pattern, raw) | packed)
     cfg = bench.BenchConfig(pattern=pattern, ns=tuple(sorted(ns)), backends=tuple(backends), params=params,
                             heads=int(heads), kv_heads=int(kv_heads), head_dim=int(head_dim), dtype=dtype,
                             device=device, repeats=5, check=check)
@@ -146,7 +158,10 @@ else:
     block = kernels.flex_block(device)
     drawn = [x for x in cfg.ns if figures.block_view_problem(x, block) is None]
     if drawn:
-        view = encode_view({k: v for k, v in st.session_state.items() if not k.startswith("_")} | {"n": max(drawn)})
+        shown = {k: v for k, v in st.session_state.items() if not k.startswith("_")} | {"n": max(drawn)}
+        if pattern == "document":  # the Explorer takes the lengths this sweep packs at that N
+            shown["lengths"] = ",".join(map(str, split_evenly(max(drawn), int(documents))))
+        view = encode_view(shown)
         query = urlencode(view | {"draw": "blocks", "kernel_block": str(block)} | ui.global_url_params())
         st.markdown(f"[:material/open_in_new: The blocks `flex` computes for this mask at N = {max(drawn):,} "
                     f"({block} × {block} on {device}), in the Mask Explorer](explorer?{query})")
@@ -206,4 +221,7 @@ state = {k: st.session_state[k] for k in st.session_state if not k.startswith("_
 state["n"] = max(ns) if ns else 512
 state["ns"] = ",".join(str(x) for x in sorted(ns))
 state["backends"] = ",".join(backends)
-ui.share_view(ui.write_url_state(state, extra_keys=["ns", "heads", "kvh", "hd", "dtype", "backends"]))
+if pattern == "document":
+    state.pop("lengths", None)  # not read here: the number of documents is
+ui.share_view(ui.write_url_state(state, extra_keys=["ns", "heads", "kvh", "hd", "dtype", "backends"]
+                                 + (["docs"] if pattern == "document" else [])))

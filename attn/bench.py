@@ -32,7 +32,7 @@ import torch
 from . import kernels as K
 from . import limits, masks
 from .masks import MaskRule
-from .presets import PATTERN_INFO, default_params
+from .presets import PATTERN_INFO, default_params, split_evenly
 from .render import mask_stats
 
 # Dense peak throughput in TFLOP/s by (GPU name fragment, dtype), without sparsity.
@@ -338,13 +338,23 @@ def _free(device: torch.device, collect: bool = False) -> None:
 def rule_for(pattern: str, n: int, params: dict | None = None) -> MaskRule:
     """The pattern's rule at length n: explicit params win over the documented defaults
     (document lengths default to three near-equal documents adding up to n).
+    documents=D (document masking only): D near-equal documents at this n, since one list of lengths
+    adds up to one N and a sweep has several.
     pattern "custom": params are a custom rule's (rule=text, its named numbers, causal)."""
+    params = dict(params or {})
     if pattern == masks.CUSTOM:  # a user's rule has no documented defaults to merge
-        return masks.build(pattern, n, **dict(params or {}))
+        return masks.build(pattern, n, **params)
     if pattern not in PATTERN_INFO:
         raise ValueError(f"Unknown pattern {pattern!r}; choose one of: {', '.join(masks.PATTERNS)}.")
     merged = default_params(pattern, n)
-    merged.update({k: v for k, v in (params or {}).items() if v is not None})
+    documents = params.pop("documents", None)
+    if documents is not None:
+        if pattern != "document":
+            raise ValueError(f"Only document masking takes a number of documents, not {pattern}.")
+        if isinstance(documents, bool) or not isinstance(documents, int) or not 1 <= documents <= n:
+            raise ValueError(f"N = {n:,} tokens can hold 1 to {n:,} documents, not {documents!r}.")
+        merged["lengths"] = split_evenly(n, documents)
+    merged.update({k: v for k, v in params.items() if v is not None})
     return masks.build(pattern, n, **merged)
 
 

@@ -116,3 +116,25 @@ def test_a_link_opens_the_blocks_flex_computes_in_the_explorer():
     explorer.run()
     assert not explorer.exception and not explorer.warning and not explorer.error
     assert "2,048 · 64×64 blocks" in json.loads(explorer.get("plotly_chart")[0].proto.spec)["layout"]["title"]["text"]
+
+
+def test_document_masking_packs_near_equal_documents_at_every_n():
+    """One list of lengths adds up to one N, so the page asks for a number of documents: the default
+    runs as it opens, each N gets its own lengths, the link keeps the number, and the Explorer link
+    carries the lengths at the N it shows."""
+    import re
+    from urllib.parse import parse_qsl
+
+    at = open_page(pattern="document", ns="256,512", heads="1", kvh="1", hd="32", backends="naive,sdpa_mask")
+    assert not at.exception and not at.error and not at.warning, [e.value for e in at.error]
+    assert at.number_input(key="docs").value == 3 and at.query_params["docs"] == "3"
+    at.number_input(key="docs").set_value(4).run()
+    assert at.query_params["docs"] == "4" and "lengths" not in at.query_params
+    links = [m for md in at.markdown for m in re.findall(r"\]\(explorer\?([^)]*)\)", md.value)]
+    assert dict(parse_qsl(links[0]))["lengths"] == "128,128,128,128"  # N = 512 in 4
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    rules = {(r["backend"], r["n"]): r["rule"] for r in at.session_state["_bench_rows"]}
+    assert rules[("naive", 256)] == "document(lengths=[64,64,64,64], causal=True)"
+    assert rules[("sdpa_mask", 512)] == "document(lengths=[128,128,128,128], causal=True)"
+    assert all(r["status"] == "ok" and r.get("check_ok") in (True, None) for r in at.session_state["_bench_rows"])

@@ -400,3 +400,13 @@ def test_causal_attention_still_runs_beside_a_rule_too_fragmented_to_build():
     assert (causal_row["backend"], causal_row["status"]) == ("sdpa_causal", "ok"), causal_row["reason"]
     assert causal_row["allowed_pairs"] == 8192 * 8193 // 2 and causal_row["computes"] == "causal"
     assert causal_row["check_ok"] is True and causal_row["check_against"].startswith("naive float32 (causal")
+
+
+def test_a_number_of_documents_gives_near_equal_lengths_at_each_n():
+    assert B.rule_for("document", 10, {"documents": 3}).param_dict["lengths"] == (4, 3, 3)
+    assert B.rule_for("document", 512, {"documents": 1}).param_dict["lengths"] == (512,)
+    assert B.rule_for("document", 12, {"documents": 12}).param_dict["lengths"] == (1,) * 12
+    for pattern, documents, message in (("causal", 2, "Only document masking"), ("document", 0, "1 to 12 documents"),
+                                        ("document", 13, "1 to 12 documents"), ("document", True, "1 to 12")):
+        with pytest.raises(ValueError, match=message):
+            B.rule_for(pattern, 12, {"documents": documents})

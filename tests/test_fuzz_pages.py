@@ -249,7 +249,7 @@ BENCH_NS = tuple(n for n in (256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 655
 BENCH_KEYS = view_keys() | {
     "ns": ChoiceList(BENCH_NS), "heads": Int(1, limits.BENCH_MAX_HEADS), "kvh": Int(1, limits.BENCH_MAX_HEADS),
     "hd": Choice((32, 64, 128)), "dtype": Choice(("bfloat16", "float16", "float32") if ON_GPU else ("float32",)),
-    "backends": ChoiceList(tuple(kernels.BACKENDS)),
+    "backends": ChoiceList(tuple(kernels.BACKENDS)), "docs": Int(1, 64),
 }
 CONTEXTS = tuple(sorted({1 << p for p in range(10, 21)} | {3 << p for p in range(9, 19)}))
 COST_KEYS = {
@@ -385,7 +385,7 @@ def test_url_fuzz_receptive_field(i):
 def test_url_fuzz_benchmark(i):
     rng = random.Random(f"bench-{i}")
     case = pattern_case(rng, BENCH_KEYS, 4)
-    for key in ("ns", "heads", "kvh", "backends"):
+    for key in ("ns", "heads", "kvh", "backends", "docs"):
         case.put(rng, key, BENCH_KEYS[key])
     run_case("benchmark", case, f"bench-{i}", "Benchmark")
 
@@ -635,8 +635,10 @@ def test_widgets_benchmark():
     step(at, at.text_input(key="rule"), "__import__('os')", "bench junk rule")
     assert "not allowed" in errors(at)
     step(at, at.selectbox(key="pattern"), "document", "bench document")
-    step(at, at.text_input(key="lengths"), "10, 20", "bench lengths")  # cannot add up to every N
-    assert at.error
+    assert not at.error, errors(at)  # a number of documents, packed at every N (one list fits one N only)
+    for docs in (1, 64):
+        step(at, at.number_input(key="docs"), docs, f"bench docs={docs}")
+        assert not at.error, (docs, errors(at))
     assert "_bench_rows" not in at.session_state  # nothing was run
 
 
