@@ -36,8 +36,8 @@ DIFF_SCALE = [
 
 
 def three_bands(low: str, mid: str, high: str) -> list:
-    """A colour scale of three flat bands over [-1, 1]: a pair-exact difference is only −1, 0 or +1,
-    so its colour bar shows three swatches, not a gradient no cell has."""
+    """A colour scale of three flat bands: a pair-exact difference is only −1, 0 or +1, so its colour bar
+    shows three swatches, not a gradient no cell has (drawn over [-1.5, 1.5]: each value mid-band)."""
     return [[0.0, low], [1 / 3, low], [1 / 3, mid], [2 / 3, mid], [2 / 3, high], [1.0, high]]
 
 
@@ -483,7 +483,7 @@ def kinds_difference_figure(ka: BlockKinds, kb: BlockKinds) -> go.Figure:
     gap = 1 if z.shape[0] <= 64 else 0
     fig = go.Figure(
         go.Heatmap(
-            x=edges, y=edges, z=z, colorscale=DIFF_EXACT, zmin=-1, zmax=1, xgap=gap, ygap=gap,
+            x=edges, y=edges, z=z, colorscale=DIFF_EXACT, zmin=-1.5, zmax=1.5, xgap=gap, ygap=gap,  # values mid-band
             hovertemplate="block around query %{y:,.0f}, key %{x:,.0f}<br>"
                           "%{z:+d}: 1 only A computes it, −1 only B, 0 both or neither<extra></extra>",
             colorbar=dict(title=dict(text="computed<br>for", side="top"), tickvals=[-1, 0, 1],
@@ -513,13 +513,15 @@ def difference_figure(a: MaskRule, b: MaskRule, n: int, tiles: int = OVERVIEW_TI
             y=centres.astype(np.float32),
             z=z,
             colorscale=DIFF_EXACT if size == 1 else DIFF_SCALE,  # tiles hold shares: a gradient
-            zmin=-1,
-            zmax=1,
+            # Exact: −1, 0 and 1 sit mid-band, each label under its swatch (at the bar's ends, Plotly hid
+            # the end labels of presenter view's larger type).
+            zmin=-1.5 if size == 1 else -1,
+            zmax=1.5 if size == 1 else 1,
             xgap=1 if n <= 64 else 0,
             ygap=1 if n <= 64 else 0,
             hovertemplate=where + "<br>only A minus only B: %{z:+.2%}<extra></extra>",
             colorbar=dict(
-                title=dict(text="only A (+)<br>only B (−)", side="top"),
+                title=dict(text="only A (+) /<br>only B (−)", side="top"),
                 tickvals=[-1, 0, 1],
                 ticktext=["only B", "same", "only A"],
             ),

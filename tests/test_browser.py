@@ -143,6 +143,28 @@ def test_a_1024_pixel_window_clips_no_figure_title(server, page, path, figures):
     assert_no_exception(page)
 
 
+# Each colour bar's tick labels as drawn: Plotly hides (display: none) a label that would run past its figure.
+COLORBAR_LABELS_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map((g) =>
+  Array.from(g.querySelectorAll('.colorbar .cbaxis text')).map((t) =>
+    [t.textContent, getComputedStyle(t).display !== 'none' && t.getBoundingClientRect().width > 0]))"""
+
+
+@pytest.mark.parametrize("draw, labels, width", [("pairs", ["only B", "same", "only A"], 1400),
+                                                 ("blocks", ["only B", "both / neither", "only A"], 1024)])
+def test_presenter_view_difference_shows_every_colour_bar_label(server, page, width, draw, labels):
+    # Presenter view's 20 px type at the bar's two ends: Plotly hid "only B" and "only A", leaving a bar
+    # of three colours with one word. Each value now sits mid-swatch, its label under it.
+    page.set_viewport_size({"width": width, "height": 1200})
+    page.goto(server + f"/explorer?n=64&compare=1&b_pattern=bigbird&present=1&draw={draw}&kernel_block=16")
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot .colorbar .cbaxis text').length >= 3",
+                           timeout=60_000)
+    wait_idle(page)
+    bars = [bar for bar in page.evaluate(COLORBAR_LABELS_JS) if [t for t, _ in bar] == labels]
+    assert len(bars) == 1, page.evaluate(COLORBAR_LABELS_JS)
+    assert all(shown for _, shown in bars[0]), bars[0]
+    assert_no_exception(page)
+
+
 def test_compare_squares_start_level_under_headings_that_wrap_differently(server, page):
     # At 1,024 px "A: Causal" is one line and "B: BigBird (window + global + random)" two or three:
     # with each heading above its own figure, B's square started a line or two lower than A's.
