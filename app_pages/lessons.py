@@ -118,10 +118,12 @@ k = st.session_state["step"]
 step = lesson.steps[k - 1]
 top[0].caption(lesson.summary)
 
-nav = st.columns([1, 1, 6])
-nav[0].button("← Back", key="back", on_click=go, args=(-1,), disabled=k == 1, width="stretch")
-nav[1].button("Next →", key="next", on_click=go, args=(1,), disabled=k == n_steps, width="stretch", type="primary")
-nav[2].progress(k / n_steps, text=f"Step {k} of {n_steps}")
+# Buttons as wide as their words (in columns of an eighth, a 1,024-pixel window cut them to "← B…" and
+# "Ne…"); the progress bar takes the rest of the row.
+with st.container(horizontal=True, vertical_alignment="bottom"):
+    st.button("← Back", key="back", on_click=go, args=(-1,), disabled=k == 1, width="content")
+    st.button("Next →", key="next", on_click=go, args=(1,), disabled=k == n_steps, width="content", type="primary")
+    st.progress(k / n_steps, text=f"Step {k} of {n_steps}", width="stretch")
 
 st.header(step.title, divider="gray")
 left, right = st.columns([2, 3], gap="large")
@@ -201,8 +203,8 @@ chosen = {i: {c.name: st.session_state.get(control_key(lesson_id, i + 1, c.name)
           for i, s in enumerate(lesson.steps)}
 runs = {i: r for (lid, i, vals), r in st.session_state.get("_lesson_results", {}).items()
         if lid == lesson_id and dict(vals) == lesson.steps[i].values(chosen[i])}
-top[1].download_button("Download this lesson as a handout (HTML)", data=lambda: lessons.handout_html(lesson, chosen, runs),
+top[1].download_button("Handout (HTML)", data=lambda: lessons.handout_html(lesson, chosen, runs),
                        file_name=f"{lesson_id}-handout.html", mime="text/html", on_click="ignore", icon=":material/description:",
-                       help="Every step's text and figure, the questions with room to answer, and the computed "
-                            "answers at the end. One file; opens offline.")
+                       help="This lesson as one HTML file: every step's text and figure, the questions with room "
+                            "to answer, and the computed answers at the end. Opens offline.")
 ui.share_view(ui.write_url_keys(lessons.url_params(lesson_id, k, values)))

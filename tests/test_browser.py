@@ -119,6 +119,20 @@ def test_a_1024_pixel_window_cuts_no_metric_or_the_presenter_toggle(server, page
     assert_no_exception(page)
 
 
+def test_lesson_buttons_keep_their_words_in_a_1024_pixel_window(server, page):
+    # In columns of an eighth of the row, Back and Next read "← B…" and "Ne…" at 1,024 px.
+    page.set_viewport_size({"width": 1024, "height": 1200})
+    page.goto(server + "/lessons?lesson=cost-and-quality&step=2")
+    page.get_by_role("button", name="Next →").wait_for(timeout=60_000)
+    wait_idle(page)
+    cut = page.evaluate("""() => Array.from(document.querySelectorAll('button p, button [data-testid="stMarkdownContainer"]'))
+      .filter((e) => e.scrollWidth > e.clientWidth + 1).map((e) => e.innerText)""")
+    assert cut == []
+    for name in ("← Back", "Next →", "Handout (HTML)"):
+        assert page.get_by_role("button", name=name).is_visible()
+    assert_no_exception(page)
+
+
 # Each Plotly title's horizontal overhang past the edge of its figure, in px (Plotly clips a title
 # instead of wrapping it).
 TITLE_OVERHANG_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).flatMap((g) => {
