@@ -25,6 +25,7 @@ SECTIONS = ["Attention maps", "Loss per token", "Window sweep", "Retrieval", "In
             "Encoder (bidirectional)"]
 SWEEP_WINDOWS = [8, 16, 32, 64, 128, 256, 512, 1024, model.FULL]
 THUMB = 24  # pixels per side of each layer × head thumbnail
+FAR_TOKENS = 64  # "far back" in the influence view
 
 URL_KEYS = {
     "doc": parse_choice(DOC_CHOICES, "Document"),
@@ -358,9 +359,14 @@ elif view == "Influence vs reach":
     c = st.columns(3)
     c[0].metric("Positions the mask allows", f"{int(reach.sum()):,} of {int(token):,}")
     c[1].metric("Positions with influence ≥ 0.1% of the peak", f"{int(used.sum()):,}")
-    far = reach & (np.arange(inf_n) < token - 64)
-    c[2].metric("Influence from > 64 tokens back", f"{grad[far].sum() / grad.sum():.1%}" if grad.sum() else "0%",
-                help="share of the summed gradient norm")
+    far = reach & (np.arange(inf_n) < token - FAR_TOKENS)
+    if token > FAR_TOKENS:
+        c[2].metric(f"Influence from > {FAR_TOKENS} tokens back", f"{grad[far].sum() / grad.sum():.1%}" if grad.sum() else "0%",
+                    help="share of the summed gradient norm")
+    else:  # no position lies that far back: a share would read 0% whatever the mask
+        c[2].metric(f"Influence from > {FAR_TOKENS} tokens back", "—",
+                    help=f"Token {int(token)} has no position more than {FAR_TOKENS} tokens back: trace a later token "
+                         "(read more tokens) to see how much comes from far away.")
     ui.plot(model_figures.influence_figure(grad, reach, int(token), label), key="fig_influence", filename="influence", wide=True)
     st.caption("Reach is what the mask allows through 30 layers (exact, from attn.reach); influence is the gradient "
                "of this token's loss with respect to each input embedding — what the model actually uses. "

@@ -129,7 +129,7 @@ m[0].metric("KV cache per token", size(r["kv_bytes_per_token"]),
             help="average over the context: total KV ÷ (context × batch)")
 m[1].metric("KV cache", size(r["kv_bytes"]), delta=f"-{kv.percent_text(r['kv_saving'])} vs full" if r["kv_saving"] else "same as full",
             delta_color="inverse" if r["kv_saving"] else "off", delta_arrow="auto" if r["kv_saving"] else "off", help=f"full attention: {size(r['kv_bytes_full'])}")
-m[2].metric("Weights", size(r["weights_bytes"]), delta=f"{model.params / 1e9:.2f}B × {kv.DTYPE_BYTES[wdtype]:g} B",
+m[2].metric("Weights", size(r["weights_bytes"]), delta=f"{kv.params_text(model.params)} × {kv.DTYPE_BYTES[wdtype]:g} B",
             delta_color="off", delta_arrow="off")
 m[3].metric("VRAM total", size(r["vram_bytes"]),
             delta=f"-{kv.percent_text(r['vram_saving'])} vs full" if r["vram_saving"] else "same as full",

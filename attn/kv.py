@@ -441,6 +441,14 @@ def size_text(b: float) -> str:
     return f"{b:.0f} B"
 
 
+def params_text(count: float) -> str:
+    """A parameter count as model cards write it: 7.24B, 135M, 1M (a tiny custom model read "0.00B")."""
+    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if count >= scale * 0.9995:  # 999.6M rounds to 1.00B, not "1e+03M"
+            return f"{count / scale:.2f}B" if suffix == "B" else f"{count / scale:.3g}{suffix}"
+    return f"{count:,.0f}"
+
+
 def percent_text(x: float) -> str:
     """A share as a whole percentage, with decimals only where rounding would print 0% or 100% for
     what is neither (a 99.6% saving is not "100%", a 0.3% one is not "0%")."""

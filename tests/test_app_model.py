@@ -81,6 +81,15 @@ def test_influence_is_zero_outside_the_reach():
     assert not at.exception and not at.error
     # Chunks of 16 in every layer: token 40 (query 39) reaches only its chunk 32..47, i.e. positions 32..39.
     assert metric(at, "Positions the mask allows") == "8 of 40"
+    # Nothing lies more than 64 tokens before token 40: a dash, not a 0% that reads as a finding.
+    assert metric(at, "Influence from > 64 tokens back") == "—"
+
+
+def test_influence_from_far_back_is_a_share_of_the_gradient():
+    at = open_page(doc="story", tokens="128", pattern="full", view="Influence vs reach", target_tok="127")
+    assert not at.exception and not at.error
+    share = metric(at, "Influence from > 64 tokens back")
+    assert share.endswith("%") and 0 < float(share[:-1]) < 100, share  # full attention: some, not all, from far back
 
 
 def test_bad_input_gives_messages():

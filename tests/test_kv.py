@@ -225,3 +225,10 @@ def test_sinks_verdict_names_its_cap_not_a_window():
     lines = kv.verdict(kv.PRESETS["llama-3.1-8b"], 32768, design=kv.Design("sinks", window=4096, sinks=4))
     text = " ".join(lines)
     assert "its 4,100-token cap (4 sinks + a 4,096-token window)" in text and "4,100-token window" not in text
+
+
+def test_params_text_as_model_cards_write_it():
+    assert kv.params_text(7_241_732_096) == "7.24B"
+    assert kv.params_text(134_515_008) == "135M"
+    assert kv.params_text(1_000_000) == "1M" and kv.params_text(2_500) == "2.5K" and kv.params_text(12) == "12"
+    assert kv.params_text(999_600_000) == "1.00B" and kv.params_text(999_999) == "1M" and kv.params_text(999) == "999"
