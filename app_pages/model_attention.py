@@ -239,7 +239,7 @@ if view == "Attention maps":
     allowed = dense_numpy(model.decoder_rule(rule_row), m).astype(bool) if fits else None
     # Start with the first rows the mask cuts into in view (a 64-token window changes nothing in rows 0..63).
     first_cut = (first_cut_row(rule_row, m) if fits else None) or 0
-    lo, hi = st.slider("Token range shown in the large maps (token labels up to 48 tokens)", 0, m,
+    lo, hi = st.slider("Token range shown in the large maps (words label the axes for 48 tokens or fewer)", 0, m,
                        (0, min(m, max(40, first_cut + 32))), key="_range")
     if hi - lo < 2:
         st.warning("Choose a range of at least 2 tokens.")
