@@ -10,7 +10,6 @@ import torch
 
 import ui
 from attn import bench, bench_figures as bf, bench_targets, figures, kernels, limits
-from attn.presets import split_evenly
 from attn.jobs import Cancelled
 from attn.state import encode_view, parse_bounded_int, parse_choice
 from attn.text import count, markdown_literal
@@ -50,9 +49,8 @@ URL_KEYS = {
     "hd": parse_choice((32, 64, 128), "Head dim"),
     "dtype": parse_choice(DTYPES, "Dtype"),
     "backends": lambda t: tuple(dict.fromkeys(parse_choice(kernels.BACKENDS, "Backend")(x) for x in t.split(",") if x)),
+    "docs": lambda t: parse_bounded_int(t, "Documents per sequence", 1, limits.BENCH_MAX_DOCUMENTS),
 }
-MAX_DOCUMENTS = 64
-URL_KEYS["docs"] = lambda t: parse_bounded_int(t, "Documents per sequence", 1, MAX_DOCUMENTS)
 
 
 def column(label: str, help: str, fmt: str | None):
@@ -120,7 +118,7 @@ with st.sidebar:
     if pattern == "document":
         # One list of lengths adds up to one N only; a sweep packs near-equal documents at every N instead.
         ui.set_default("docs", 3)
-        documents = st.number_input("Documents per sequence", 1, MAX_DOCUMENTS, key="docs",
+        documents = st.number_input("Documents per sequence", 1, limits.BENCH_MAX_DOCUMENTS, key="docs",
                                     help="Packed documents of near-equal length at every N of the sweep "
                                          "(3 at N = 512: 171 + 171 + 170 tokens).")
         raw = {}
@@ -160,7 +158,7 @@ else:
     if drawn:
         shown = {k: v for k, v in st.session_state.items() if not k.startswith("_")} | {"n": max(drawn)}
         if pattern == "document":  # the Explorer takes the lengths this sweep packs at that N
-            shown["lengths"] = ",".join(map(str, split_evenly(max(drawn), int(documents))))
+            shown["lengths"] = ",".join(map(str, bench.rule_for(pattern, max(drawn), dict(params)).param_dict["lengths"]))
         view = encode_view(shown)
         query = urlencode(view | {"draw": "blocks", "kernel_block": str(block)} | ui.global_url_params())
         st.markdown(f"[:material/open_in_new: The blocks `flex` computes for this mask at N = {max(drawn):,} "

@@ -61,6 +61,7 @@ BENCH_CPU_MAX_N = 4_096  # a 2-core CPU runs every backend up to here within abo
 BENCH_MAX_SIZES = 10  # sequence lengths in one benchmark sweep
 BENCH_ROW_TIME_S = 60.0  # one (backend, N) row on CPU: larger sizes are skipped with the reason
 BENCH_MAX_HEADS = 64
+BENCH_MAX_DOCUMENTS = 64  # packed documents per sequence in a document-masking sweep
 
 # ---------------------------------------------------------- heavy requests ---
 JOB_WAIT_S = 600.0  # longest wait in the line for the model / kernels before giving up
