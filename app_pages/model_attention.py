@@ -9,7 +9,7 @@ import streamlit as st
 import ui
 from attn import bench_model, masks, model, model_figures
 from attn.jobs import Cancelled
-from attn.presets import STACK_PRESETS, build_stack, rule_notes
+from attn.presets import STACK_ALIASES, STACK_PRESETS, build_stack, rule_notes
 from attn.render import dense_numpy, first_cut_row
 from attn.state import parse_bounded_int, parse_choice
 from attn.text import count, markdown_literal, shorten
@@ -30,7 +30,7 @@ FAR_TOKENS = 64  # "far back" in the influence view
 URL_KEYS = {
     "doc": parse_choice(DOC_CHOICES, "Document"),
     "tokens": lambda t: parse_bounded_int(t, "Tokens", 16, LIM.loss_tokens),
-    "stack": parse_choice(SOURCES, "Mask source"),
+    "stack": parse_choice(SOURCES, "Mask source", STACK_ALIASES),
     "custom": lambda t: t[:400],
     "view": parse_choice(SECTIONS, "Section"),
     "layer": lambda t: parse_bounded_int(t, "Layer", 0, 29),

@@ -4,7 +4,7 @@ import streamlit as st
 
 import ui
 from attn import figures, masks, reach
-from attn.presets import STACK_PRESETS, build_stack, reach_explanations, rule_notes
+from attn.presets import STACK_ALIASES, STACK_PRESETS, build_stack, reach_explanations, rule_notes
 from attn.state import parse_bounded_int
 from attn.text import count, spans_text
 
@@ -15,6 +15,7 @@ TITLES = {"pattern": "One pattern in every layer", "custom": "Custom stack (rule
 
 
 def parse_source(text):
+    text = STACK_ALIASES.get(text, text)
     if text not in SOURCES:
         raise ValueError(f"unknown stack '{text[:30]}'.")
     return text

@@ -5,6 +5,7 @@ import streamlit as st
 
 import ui
 from attn import cost_figures, kv
+from attn.presets import STACK_ALIASES
 from attn.state import parse_bounded_float, parse_bounded_int, parse_choice
 
 # Context choices: powers of two and the halfway points between them, 1k … 1M (a log scale).
@@ -28,7 +29,7 @@ def tokens_text(t: int) -> str:
 
 
 URL_KEYS = {
-    "model": parse_choice(MODELS, "Model"),
+    "model": parse_choice(MODELS, "Model", STACK_ALIASES),  # the Receptive Field page's older names
     "ctx": parse_choice(CONTEXTS, "Context"),
     "batch": lambda t: parse_bounded_int(t, "Batch", 1, kv.MAX_BATCH),
     "wdtype": parse_choice(kv.WEIGHT_DTYPES, "Weight dtype"),

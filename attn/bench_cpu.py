@@ -88,7 +88,7 @@ def run_reach_bench(n: int = 131072, repeats: int = 5) -> list[dict]:
 
     t_ref = _median_time(lambda: reach_matrix(masks.sliding_window(64), 512, 1), 3)
     rows = []
-    for name in ("mistral-7b-v0.1", "gemma2-9b"):
+    for name in ("mistral-7b-v0.1", "gemma-2-9b"):
         preset = STACK_PRESETS[name]
         stack = build_stack(preset.spec, preset.layers, n, name)
         t = _median_time(lambda: reach_of_token(stack, n, n - 1, preset.layers), repeats)

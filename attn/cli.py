@@ -197,16 +197,15 @@ def cmd_bench_render(args) -> int:
 
 
 def cmd_reach(args) -> int:
-    from .presets import STACK_PRESETS, build_stack
+    from .presets import build_stack, stack_preset
     from .reach import layers_until, reach_of_token
 
     chosen = [x for x in (args.pattern, args.rule, args.stack, args.preset) if x is not None]
     if len(chosen) != 1:
         raise ValueError("Give exactly one of --pattern, --rule, --stack or --preset.")
     if args.preset:
-        if args.preset not in STACK_PRESETS:
-            raise ValueError(f"Unknown preset {args.preset!r}; choose one of: {', '.join(STACK_PRESETS)}.")
-        target = build_stack(STACK_PRESETS[args.preset].spec, args.layers, args.n, args.preset)
+        preset = stack_preset(args.preset)
+        target = build_stack(preset.spec, args.layers, args.n, preset.name)
     elif args.stack is not None:
         target = build_stack(args.stack, args.layers, args.n)
     else:
@@ -458,7 +457,7 @@ def main(argv=None) -> int:
     p = sub.add_parser("reach", help="receptive field of a token after 1..L layers")
     _add_rule_args(p, required=False)
     p.add_argument("--stack", help="per-layer rules cycled over layers, e.g. 'sliding_window window=128 | causal'")
-    p.add_argument("--preset", help="a model's layer stack: mistral-7b-v0.1, gemma2-9b, longformer-base, llama4-scout")
+    p.add_argument("--preset", help="a model's layer stack: mistral-7b-v0.1, gemma-2-9b, longformer-base, llama-4-scout")
     p.add_argument("--layers", type=int, required=True)
     p.add_argument("--token", type=int, help="the token whose reach is traced (default: the last)")
     p.add_argument("--source", type=int, help="also report the first layer at which this token can influence --token")

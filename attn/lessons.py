@@ -756,7 +756,7 @@ def _q_llama4_hops() -> Question:
         "Llama 4 Scout repeats: 3 chunked layers (chunks of 8,192 tokens, nothing crosses a chunk boundary), then "
         f"1 global layer. On {BIG_N:,} tokens, after how many layers can the last token first use token **0**?",
         "number",
-        lambda: reach.layers_until(stack_of("llama4-scout", BIG_N), BIG_N, 0, BIG_N - 1),
+        lambda: reach.layers_until(stack_of("llama-4-scout", BIG_N), BIG_N, 0, BIG_N - 1),
         explain=explain,
     )
 
@@ -833,11 +833,11 @@ LESSON_2 = Lesson(
             on_paper=(
                 ('Watch the reach jump at layer 2.', 'The reach jumps at layer 2.'),
             ),
-            figure=lambda v: reach_through("gemma2-9b", BIG_N, v["layers"]),
+            figure=lambda v: reach_through("gemma-2-9b", BIG_N, v["layers"]),
             controls=(Control("layers", "Layers", ints(1, 42), 6),),
-            link=lambda v: link(REACH_PAGE, stack="gemma2-9b", n=BIG_N, layers=42, token=BIG_N - 1, layer=v["layers"]),
+            link=lambda v: link(REACH_PAGE, stack="gemma-2-9b", n=BIG_N, layers=42, token=BIG_N - 1, layer=v["layers"]),
             questions=(_q_gemma_kv(),),
-            note=lambda v: reach_note("gemma2-9b", BIG_N, v["layers"]),
+            note=lambda v: reach_note("gemma-2-9b", BIG_N, v["layers"]),
         ),
         Step(
             "Llama 4: chunked layers, with global ones in between",
@@ -847,11 +847,11 @@ LESSON_2 = Lesson(
             on_paper=(
                 ('then slide through the layers.', 'then check it in the lab by sliding through the layers.'),
             ),
-            figure=lambda v: reach_through("llama4-scout", BIG_N, v["layers"]),
+            figure=lambda v: reach_through("llama-4-scout", BIG_N, v["layers"]),
             controls=(Control("layers", "Layers", ints(1, 48), 3),),
-            link=lambda v: link(REACH_PAGE, stack="llama4-scout", n=BIG_N, layers=48, token=BIG_N - 1, layer=v["layers"]),
+            link=lambda v: link(REACH_PAGE, stack="llama-4-scout", n=BIG_N, layers=48, token=BIG_N - 1, layer=v["layers"]),
             questions=(_q_llama4_hops(),),
-            note=lambda v: reach_note("llama4-scout", BIG_N, v["layers"]),
+            note=lambda v: reach_note("llama-4-scout", BIG_N, v["layers"]),
         ),
     ),
 )

@@ -223,7 +223,7 @@ STACK_PRESETS = {
             "mistralai/Mistral-7B-v0.1 config: num_hidden_layers 32, sliding_window 4096",
         ),
         StackPreset(
-            "gemma2-9b",
+            "gemma-2-9b",
             "Gemma 2 9B: 42 layers, sliding window 4096 / global, alternating",
             42,
             "sliding_window window=4096 | causal",
@@ -238,7 +238,7 @@ STACK_PRESETS = {
             4096,  # the model's own maximum length
         ),
         StackPreset(
-            "llama4-scout",
+            "llama-4-scout",
             "Llama 4 Scout: 48 layers, 3 chunked (8192) then 1 global",
             48,
             "chunked chunk=8192 | chunked chunk=8192 | chunked chunk=8192 | causal",
@@ -246,6 +246,19 @@ STACK_PRESETS = {
         ),
     ]
 }
+
+
+# Names earlier versions used (links shared then keep working); the keys above follow the
+# Hugging Face model ids, as the Serving Cost presets (attn/kv.py) do.
+STACK_ALIASES = {"gemma2-9b": "gemma-2-9b", "llama4-scout": "llama-4-scout"}
+
+
+def stack_preset(name: str) -> StackPreset:
+    """The layer-stack preset called `name` (or an older name for it)."""
+    key = STACK_ALIASES.get(name, name)
+    if key not in STACK_PRESETS:
+        raise ValueError(f"Unknown preset '{str(name)[:30]}'; choose one of: {', '.join(STACK_PRESETS)}.")
+    return STACK_PRESETS[key]
 
 
 def parse_stack(text: str, n: int | None = None, max_rules: int = 16) -> tuple:

@@ -151,11 +151,14 @@ def decode_keys(query: Mapping[str, object], parsers: Mapping) -> tuple[dict, li
     return values, notices
 
 
-def parse_choice(choices, label: str):
-    """A parser accepting one of `choices` (their text form)."""
+def parse_choice(choices, label: str, aliases: dict | None = None):
+    """A parser accepting one of `choices` (their text form), or an alias naming one of them."""
     by_text = {str(c): c for c in choices}
+    by_alias = {a: by_text[str(c)] for a, c in (aliases or {}).items() if str(c) in by_text}
 
     def parse(text):
+        if text in by_alias:
+            return by_alias[text]
         if text not in by_text:
             shown = ", ".join(list(by_text)[:12]) + (", …" if len(by_text) > 12 else "")
             raise ValueError(f"{label} must be one of {shown}; got '{str(text)[:30]}'.")

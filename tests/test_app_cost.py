@@ -42,6 +42,8 @@ def test_url_opens_gemma_with_batch_and_fit_table():
     assert at.selectbox(key="model").value == "gemma-2-9b"
     assert metric(at, "KV cache") == kv.size_text(2 * 21 * 8192 * (8192 + 4096))  # 3.94 GiB
     assert "never exceed 50%" in text(at)
+    old = open_page(model="gemma2-9b", ctx="8192")  # the name the Receptive Field page once used
+    assert not old.warning and old.selectbox(key="model").value == "gemma-2-9b"
     df = at.dataframe[0].value
     h100 = df[df["GPU"] == "H100 80 GB"].iloc[0]
     assert h100["memory (driver)"] == "79.6 GiB"  # 81,559 MiB, what its driver reports

@@ -31,11 +31,16 @@ def test_sliding_window_reach_follows_the_layer_slider():
 
 
 def test_presets_and_custom_stack():
-    at = open_page(n="131072", stack="gemma2-9b", token="131071", layer="1")
+    at = open_page(n="131072", stack="gemma-2-9b", token="131071", layer="1")
     assert not at.exception
     assert at.number_input(key="layers").value == 42
     assert metric(at, "Reach after layer 1").value == "4,096 tokens"
     assert metric(at, "Whole context").value == "layer 2"
+
+    # The name earlier versions used: the same stack, no warning, and the link shared now says the new name.
+    old = open_page(n="131072", stack="gemma2-9b", token="131071", layer="1")
+    assert not old.exception and not old.warning and old.selectbox(key="stack").value == "gemma-2-9b"
+    assert metric(old, "Whole context").value == "layer 2"
 
     at = open_page(n="256", stack="custom", custom="chunked chunk=32 | chunked chunk=32 | causal", layers="6", token="255")
     assert not at.exception and not at.error

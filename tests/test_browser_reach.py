@@ -166,7 +166,7 @@ def test_sliding_window_reach_follows_the_slider(server, page):
 
 def test_gemma2_stack_reaches_whole_context_at_layer_two(server, page):
     n, token = 131072, 131071
-    page.goto(server + f"/receptive-field?n={n}&stack=gemma2-9b&layers=42&token={token}&layer=1")
+    page.goto(server + f"/receptive-field?n={n}&stack=gemma-2-9b&layers=42&token={token}&layer=1")
     # Layer 1 is a 4096-token sliding window; layer 2 is full causal attention.
     wait_metric(page, "Reach after layer 1", "4,096 tokens")
     wait_idle(page)

@@ -250,7 +250,7 @@ def test_gemma_kv_saving_from_the_published_config():
 
 
 def test_llama4_hops_is_the_first_global_layer():
-    spec = STACK_PRESETS["llama4-scout"].spec.split("|")
+    spec = STACK_PRESETS["llama-4-scout"].spec.split("|")
     first_global = next(i for i, r in enumerate(spec) if r.split()[0] == "causal") + 1
     assert 0 // 8192 != (N - 1) // 8192  # token 0 and the last token are in different chunks
     assert lessons.answer(question("llama4-hops")) == first_global == 4

@@ -71,6 +71,22 @@ def test_presets_build(name):
     assert len(list(stack)) == p.layers
 
 
+def test_stack_and_serving_presets_share_names():
+    # One model, one name on every page: where a stack preset's model is also a Serving Cost
+    # preset, the keys are the same (Hugging Face ids), and the older names still resolve.
+    from attn import kv
+    from attn.presets import STACK_ALIASES, stack_preset
+
+    for key in ("mistral-7b-v0.1", "gemma-2-9b"):
+        assert key in STACK_PRESETS and key in kv.PRESETS
+        assert STACK_PRESETS[key].layers == kv.PRESETS[key].layers
+    assert stack_preset("gemma2-9b") is STACK_PRESETS["gemma-2-9b"]
+    assert stack_preset("llama4-scout") is STACK_PRESETS["llama-4-scout"]
+    assert all(v in STACK_PRESETS and k not in STACK_PRESETS for k, v in STACK_ALIASES.items())
+    with pytest.raises(ValueError, match="Unknown preset 'gemma-9b'; choose one of: mistral-7b-v0.1, gemma-2-9b"):
+        stack_preset("gemma-9b")
+
+
 def test_chunk_explanation_matches_what_the_stack_reaches():
     # Chunks alone: no depth crosses a boundary (BFS from the last token stays in its chunk).
     # With a window layer in the stack, the reach does cross, and the text must not say it cannot.

@@ -195,6 +195,10 @@ def test_cli_reach_json(run_cli):
     assert json.loads(r.stdout)["context"] == 64 and json.loads(r.stdout)["full_context_layer"] == 1
     r = run_cli("--stack", "chunked chunk=16 | causal", "--n", "64", "--layers", "3", "--json")
     assert json.loads(r.stdout)["reach"] == [16, 64, 64]
+    # A model preset, under its name and under the name earlier versions used: the same reach.
+    new, old = (json.loads(run_cli("--preset", name, "--n", "8192", "--layers", "3", "--json").stdout)["reach"]
+                for name in ("gemma-2-9b", "gemma2-9b"))
+    assert new == old == [4096, 8192, 8192]  # local layer (window 4096), then a global one
 
 
 @pytest.mark.parametrize(

@@ -676,7 +676,7 @@ def test_cli_bench_rule(capsys, tmp_path):
         (["mask", "--rule", "q > W", "--param", "W=1", "--param", "W=2", "--n", "8"], "twice"),
         (["mask", "--pattern", "causal", "--param", "W=1", "--n", "8"], "--param"),
         (["mask", "--rule", "q >= k", "--n", str(R.CUSTOM_MAX_N + 1), "--tiles", "4"], "pair by pair"),
-        (["reach", "--rule", "q >= k", "--preset", "gemma2-9b", "--n", "64", "--layers", "2"], "exactly one"),
+        (["reach", "--rule", "q >= k", "--preset", "gemma-2-9b", "--n", "64", "--layers", "2"], "exactly one"),
     ],
 )
 def test_cli_refused_rule_exits_2(capsys, args, message):
