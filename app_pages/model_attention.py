@@ -212,7 +212,8 @@ if view != SECTIONS[-1]:  # the encoder view has its own model, tokenizer and pa
     if enc.notice:
         st.caption(f":material/content_cut: {enc.notice}")
     st.markdown(f"**{count(n, 'token')}** under **{markdown_literal(label)}** · model on **{info.device}**")
-    if isinstance(target, masks.MaskRule):  # a window as long as this text masks nothing: say so before the maps
+    # A window as long as this text masks nothing: say so before the maps (one token has its own notice below).
+    if isinstance(target, masks.MaskRule) and n >= 2:
         for note in rule_notes(target, n):
             st.info(note, icon=":material/info:")
 view = st.segmented_control("Show", SECTIONS, key="view", label_visibility="collapsed") or SECTIONS[0]

@@ -131,6 +131,7 @@ def test_a_one_token_text_gets_one_plain_message():
     assert [i.value for i in at.info if "single token" in i.value] == [
         "This text is a single token: the decoder's views need at least 2 tokens (one to read, one to predict). "
         "Type a longer text, or pick the encoder view."]
+    assert len(at.info) == 1  # not also "the window has no effect": with one token nothing does
     assert any("**1 token**" in m.value for m in at.markdown)
     assert not at.get("plotly_chart")
 
