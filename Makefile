@@ -37,7 +37,8 @@ browser:
 
 # pytest exits 5 when it collects no tests: that is a failure too, said in words.
 # Two workers, a whole test file each (its live server and browser stay in one process): on CI's
-# 2 cores the suite took 903 s serially and 532 s so; much of a browser test is waiting on a server.
+# 2 cores pytest took 903 s serially and 532 s so, in the same hour (a fresh clone: 620 s); much of
+# a browser test is waiting on a server.
 TEST_WORKERS ?= 2
 test: install-dev browser
 	@$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile || { rc=$$?; [ $$rc -eq 5 ] && echo "pytest collected no tests (exit 5): failing."; exit $$rc; }
