@@ -5,7 +5,7 @@ import streamlit as st
 import ui
 from attn import figures, masks, reach
 from attn.presets import STACK_ALIASES, STACK_PRESETS, build_stack, reach_explanations, rule_notes
-from attn.state import parse_bounded_int
+from attn.state import parse_bounded_int, parse_choice
 from attn.text import count, spans_text
 
 SOURCES = ["pattern", *STACK_PRESETS, "custom"]
@@ -14,15 +14,8 @@ TITLES = {"pattern": "One pattern in every layer", "custom": "Custom stack (rule
 }
 
 
-def parse_source(text):
-    text = STACK_ALIASES.get(text, text)
-    if text not in SOURCES:
-        raise ValueError(f"unknown stack '{text[:30]}'.")
-    return text
-
-
 URL_KEYS = {
-    "stack": parse_source,
+    "stack": parse_choice(SOURCES, "Stack", STACK_ALIASES),
     "custom": lambda t: t[:400],
     "layers": lambda t: parse_bounded_int(t, "Layers", 1, reach.MAX_LAYERS),
     "token": lambda t: parse_bounded_int(t, "Token", 0, masks.MAX_N - 1),

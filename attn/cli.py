@@ -10,7 +10,7 @@ import sys
 import numpy as np
 
 from . import limits, masks, rules
-from .presets import PARAMS, PATTERN_INFO, default_params
+from .presets import PARAMS, PATTERN_INFO, STACK_PRESETS, default_params
 from .render import BLOCK_KIND_NAMES, block_kinds, dense_numpy, mask_csv, mask_stats, tile_overview
 from .state import parse_int_list
 
@@ -457,7 +457,7 @@ def main(argv=None) -> int:
     p = sub.add_parser("reach", help="receptive field of a token after 1..L layers")
     _add_rule_args(p, required=False)
     p.add_argument("--stack", help="per-layer rules cycled over layers, e.g. 'sliding_window window=128 | causal'")
-    p.add_argument("--preset", help="a model's layer stack: mistral-7b-v0.1, gemma-2-9b, longformer-base, llama-4-scout")
+    p.add_argument("--preset", help=f"a model's layer stack: {', '.join(STACK_PRESETS)}")
     p.add_argument("--layers", type=int, required=True)
     p.add_argument("--token", type=int, help="the token whose reach is traced (default: the last)")
     p.add_argument("--source", type=int, help="also report the first layer at which this token can influence --token")
