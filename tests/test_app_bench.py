@@ -138,3 +138,32 @@ def test_document_masking_packs_near_equal_documents_at_every_n():
     assert rules[("naive", 256)] == "document(lengths=[64,64,64,64], causal=True)"
     assert rules[("sdpa_mask", 512)] == "document(lengths=[128,128,128,128], causal=True)"
     assert all(r["status"] == "ok" and r.get("check_ok") in (True, None) for r in at.session_state["_bench_rows"])
+
+
+def test_a_recorded_run_is_drawn_only_once_opened():
+    """Drawing every recorded run's three figures and tables on each change made the page take about
+    1.3 s per click; a closed run now builds nothing, and opening it draws its own file's numbers."""
+    from attn import bench_targets
+
+    runs = bench_targets.load_runs(str(PAGE.parent.parent / "assets" / "bench"))
+    assert len(runs) > 1
+    opened = {name for name, rows in runs if rows[0].get("device") == "cuda"}  # GPU runs open as the page does
+    at = open_page()
+    assert not at.exception
+    kinds = ("time", "tflops", "mem")
+    assert {c.key for c in at.get("plotly_chart")} == {f"{n.removesuffix('.json')}_{k}" for n in opened for k in kinds}
+    name, rows = next((n, r) for n, r in runs if n not in opened)
+    at.session_state[f"_rec_{name}"] = True  # what clicking its expander does
+    at.run()
+    assert not at.exception
+    stem = name.removesuffix(".json")
+    charts = {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+    assert {f"{stem}_{k}" for k in kinds} <= charts.keys()
+    # Its time figure holds its file's medians, backend by backend.
+    drawn = {t["name"].split(" ")[0]: t["y"] for t in charts[f"{stem}_time"]["data"]}
+    expected = {b: [r["time_ms"] for r in rows if r["backend"] == b and r["status"] == "ok"]
+                for b in {r["backend"] for r in rows}}
+    assert drawn == {b: ys for b, ys in expected.items() if ys}
+    # Its table is the file's rows.
+    assert any(len(d.value) == len(rows) and set(d.value["backend"]) == {r["backend"] for r in rows}
+               for d in at.dataframe)
