@@ -148,6 +148,19 @@ def wait_metric(page, label: str, expected: str) -> None:
     pytest.fail(f"metric {label!r} shows {got!r}, expected {expected!r}", pytrace=False)
 
 
+def wait_input(page, label: str, expected: str) -> None:
+    """Wait until the input labelled `label` holds `expected`: under load the box is drawn before the
+    rerun that corrects it, so one read can see the old value. A box that stays wrong still fails."""
+    deadline = time.monotonic() + WAIT_S
+    got = None
+    while time.monotonic() < deadline:
+        got = page.get_by_label(label, exact=True).input_value()
+        if got == expected:
+            return
+        page.wait_for_timeout(250)
+    pytest.fail(f"input {label!r} holds {got!r}, expected {expected!r}", pytrace=False)
+
+
 def wait_url(page, params: dict[str, str]) -> None:
     """Wait until the page's query string holds these parameters."""
     js = "(want) => { const q = new URLSearchParams(location.search); return Object.entries(want).every(([k, v]) => q.get(k) === v); }"
