@@ -30,6 +30,7 @@ with st.sidebar:
     st.radio("Figure downloads (camera icon)", ui.IMAGE_FORMATS, horizontal=True, key="img_fmt",
              format_func=str.upper, help=f"Charts: {figures.SLIDE_PX[0]}×{figures.SLIDE_PX[1]} pixels, for slides. "
                   f"A mask matrix: at least {figures.SLIDE_PX[1]} pixels tall, laid out as on screen.")
+    ui.page_width_probe()
 top = st.columns([3, 1])  # "Presenter view" fits on two lines in a 1,024-pixel window
 top[1].toggle("Presenter view", key="present", help="Large type, high-contrast colour-blind-safe figures, "
               "side controls folded away (the arrow at the top left opens them). Kept in the page's link.")

@@ -286,11 +286,60 @@ def presenter() -> bool:
     return bool(st.session_state.get("present"))
 
 
+# The page's width as the browser draws it, so that figure titles wrap where the column ends rather
+# than at the narrowest column the app could be drawn in (a two-line title took five at 1,400 px).
+# The server cannot know a width, so a script-only component measures the main column and the window
+# (in 20-px steps, on load and on resize) and sends them back when they differ from what the server
+# holds (its `data`), which reruns the page once. Until then, and in AppTest, figures.NARROWEST_PX.
+_PAGE_WIDTH_JS = """
+export default function (component) {
+  const { setStateValue, data } = component;
+  const main = document.querySelector('.stMainBlockContainer');
+  if (!main) return;
+  // The observer outlives this call (it fires as the page's height changes too), so it compares with
+  // the last width sent as well as with what the server held when it drew the page.
+  const held = JSON.stringify(data || {});
+  const measure = () => {
+    const s = getComputedStyle(main);
+    const inner = main.clientWidth - parseFloat(s.paddingLeft) - parseFloat(s.paddingRight);
+    const seen = {main_px: Math.floor(inner / 20) * 20, window_px: Math.floor(window.innerWidth / 20) * 20};
+    const text = JSON.stringify(seen);
+    if (seen.main_px > 0 && text !== held && text !== window.__maskLabWidthSent) {
+      window.__maskLabWidthSent = text;
+      setStateValue('width', seen);
+    }
+  };
+  if (window.__maskLabWidth) window.__maskLabWidth.disconnect();
+  window.__maskLabWidth = new ResizeObserver(measure);
+  window.__maskLabWidth.observe(main);
+  measure();
+}
+"""
+_page_width = st.components.v2.component("mask_lab_page_width", js=_PAGE_WIDTH_JS)
+PAGE_WIDTH_KEY = "_page_width"
+
+
+def page_width_probe() -> None:
+    """Mount the width probe (app.py, once a run, in the sidebar where its empty element takes no room)."""
+    held = st.session_state.get(PAGE_WIDTH_KEY) or {}
+    _page_width(key=PAGE_WIDTH_KEY, data=dict(held.get("width") or {}), on_width_change=lambda: None,
+                height=0)
+
+
+def column_px(wide: bool) -> int:
+    """How wide a figure is drawn: across the page (`wide`) or in a half-width column, as measured by the
+    probe; before it has reported, the narrowest such a figure could be (figures.NARROWEST_PX)."""
+    from attn.figures import column_px as px
+
+    width = (st.session_state.get(PAGE_WIDTH_KEY) or {}).get("width") or {}
+    return px(width.get("main_px"), width.get("window_px"), wide, presenter())
+
+
 def prepare(fig, wide: bool = False):
-    """The figure as it will be shown: presenter styling, and a title wrapped to fit the narrowest the
-    figure is drawn (a half-width column, or the page's width on a phone when `wide`). A cached figure
+    """The figure as it will be shown: presenter styling, and a title wrapped to fit the column it is
+    drawn in (column_px: a half-width one, or the page's width when `wide`). A cached figure
     stays as it was: presenter_style copies, and fit_title copies when it has to change one."""
-    from attn.figures import NARROWEST_PX, colorbar_below, fit_title, presenter_style
+    from attn.figures import colorbar_below, fit_title, presenter_style
 
     own = presenter()  # whether fig is already this call's copy
     if own:
@@ -298,20 +347,20 @@ def prepare(fig, wide: bool = False):
     if not wide:  # a half-width column: a square's colour bar goes under it, not beside
         moved = colorbar_below(fig, copy=not own)
         own, fig = own or moved is not fig, moved
-    return fit_title(fig, NARROWEST_PX[presenter(), wide], copy=not own)
+    return fit_title(fig, column_px(wide), copy=not own)
 
 
 def plot(fig, key: str | None = None, filename: str = "figure", wide: bool = False, prepared: bool = False) -> None:
     """Every figure goes through here: prepare() (unless the page did, to align figures side by side),
     and the modebar camera downloads it at slide resolution in the format chosen in the sidebar."""
-    from attn.figures import NARROWEST_PX, box_fit, slide_image_options
+    from attn.figures import box_fit, slide_image_options
 
     if not prepared:
         fig = prepare(fig, wide)
     fmt = st.session_state.get("img_fmt", "png")
     config = PLOT_CONFIG_BASE | {
         "toImageButtonOptions": {"format": fmt, "filename": filename}
-        | slide_image_options(fig, narrowest_px=NARROWEST_PX[presenter(), wide])
+        | slide_image_options(fig, narrowest_px=column_px(wide))
     }
     fit = box_fit(fig)
     if key and fit is not None:

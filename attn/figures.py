@@ -112,6 +112,21 @@ def word_ticks(labels: list[str], n: int, most: int = 32) -> tuple[list[int], li
 # The narrowest a figure is drawn, in px: in a half-width column, a 1,024-pixel window with the sidebar
 # open (260); across the page, a phone (330). Presenter view folds the sidebar away: 440 and 900 there.
 NARROWEST_PX = {(False, False): 260, (False, True): 330, (True, False): 440, (True, True): 900}
+COLUMN_GAP_PX = 16  # between st.columns at their default gap ("small": 1rem)
+COLUMNS_STACK_BELOW_PX = 640  # a window narrower than this stacks st.columns, each as wide as the page
+
+
+def column_px(main_px: int | None, window_px: int | None, wide: bool, present: bool = False) -> int:
+    """The width a figure is drawn at, in px, given the page's main column (`main_px`) and the window as
+    the browser measured them: the whole column when `wide` or when the window stacks columns, else half
+    of it less the gap. Unmeasured (None): the narrowest it could be drawn, NARROWEST_PX."""
+    if not main_px:
+        return NARROWEST_PX[present, wide]
+    if wide or (window_px is not None and window_px < COLUMNS_STACK_BELOW_PX):
+        return int(main_px)
+    return max(int(main_px - COLUMN_GAP_PX) // 2, 1)
+
+
 _TAG = re.compile(r"(<[^>]*>|&[#\w]+;)")
 _CHAR_EM = 0.48  # an average character of Plotly's Open Sans is 0.43-0.45 em wide (measured in Chromium), plus slack
 _LINE_SPACING = 1.3  # plotly.js's line height for multi-line text, in ems

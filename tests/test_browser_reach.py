@@ -232,3 +232,50 @@ def test_bad_url_params_and_zero_layers(server, page):
     assert page.locator('[data-testid="stMetric"]').count() == 0
     assert_clean(page)
     screenshot(page, "reach_bad_input.png")
+
+
+# Each Plotly figure's title as drawn: its lines, and how far the widest runs past the figure's right edge (px).
+TITLE_LINES_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map((g) => {
+  const t = g.querySelector('.gtitle'), box = g.getBoundingClientRect();
+  if (!t) return null;
+  const lines = Array.from(t.querySelectorAll('tspan.line'), (l) => l.textContent);
+  return {lines: lines.length ? lines : [t.textContent], over: Math.round(t.getBoundingClientRect().right - box.right)};
+})"""
+REACH_TITLE = "Tokens that can influence token 255, after each layer"
+
+
+def wait_reach_title(page, check, what: str) -> dict:
+    """Poll the reach chart's title as drawn until check(its lines) holds."""
+    deadline = time.monotonic() + WAIT_S
+    seen = None
+    while time.monotonic() < deadline:
+        seen = next((t for t in page.evaluate(TITLE_LINES_JS) if t and " ".join(t["lines"]) == REACH_TITLE), None)
+        if seen and check(seen["lines"]):
+            return seen
+        page.wait_for_timeout(250)
+    pytest.fail(f"the reach chart's title never {what}; last seen: {seen}", pytrace=False)
+
+
+def test_titles_wrap_at_the_measured_column_and_follow_a_resize(server, page):
+    """The browser reports the page's width (ui.page_width_probe), so a half-column chart's title wraps
+    where its column ends. At 1,400 px the column is 462 px: at 0.45 em a character of 16.8-px type
+    (7.6 px), "Tokens that can influence token 255, after each layer" (54 characters) needs two lines,
+    where wrapping for the narrowest column (260 px) gave three. A 660-px window leaves about 306 px,
+    so the break moves left. Every line stays inside its figure, and the page settles: the probe
+    reruns it once, not in a loop."""
+    frames = []
+    page.on("websocket", lambda ws: ws.on("framesent", lambda f: frames.append(time.monotonic())))
+    page.goto(f"{server}/receptive-field")
+    wide = wait_reach_title(page, lambda lines: len(lines) == 2, "took two lines")
+    assert wide["over"] <= 0, wide
+    wait_idle(page)
+    page.wait_for_timeout(1500)
+    settled = len(frames)
+    assert settled > 0, "no messages to the server were seen: the loop check below would see nothing"
+    page.wait_for_timeout(4000)
+    assert len(frames) == settled, f"the page kept sending to the server: {len(frames) - settled} messages in 4 s"
+    page.set_viewport_size({"width": 660, "height": 1500})
+    narrow = wait_reach_title(page, lambda lines: len(lines[0]) < len(wide["lines"][0]), "broke earlier")
+    assert narrow["over"] <= 0, narrow
+    assert_clean(page)
+    screenshot(page, "reach_title_660.png")

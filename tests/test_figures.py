@@ -417,3 +417,18 @@ def test_block_difference_refuses_masks_cut_differently():
 
     with pytest.raises(ValueError, match="cut alike"):
         figures.kinds_difference_figure(block_kinds(M.causal(), 256, 64), block_kinds(M.causal(), 256, 128))
+
+
+def test_column_px_from_the_measured_page():
+    # Widths Chromium drew Serving Cost's half-column charts at (their SVGs), for the main column the
+    # probe measures: 1,400-px window 940 → 462; 1,024 → 564 → 274; 660 → 628 → 306; a 620-px window
+    # stacks the columns, so a half-column chart is as wide as the page (588).
+    assert figures.column_px(940, 1400, wide=False) == 462
+    assert figures.column_px(564, 1020, wide=False) == 274
+    assert figures.column_px(628, 660, wide=False) == 306
+    assert figures.column_px(588, 620, wide=False) == 588
+    assert figures.column_px(940, 1400, wide=True) == 940
+    # Not measured yet (first run, AppTest): the narrowest the figure could be drawn.
+    for present in (False, True):
+        for wide in (False, True):
+            assert figures.column_px(None, None, wide, present) == figures.NARROWEST_PX[present, wide]
