@@ -11,6 +11,7 @@ from attn.state import decode_keys
 # /receptive-field with a "Page not found" dialog before st.navigation takes over.
 
 st.set_page_config(page_title="Attention Mask Lab", page_icon="🎭", layout="wide")
+ui.begin_run()
 
 if not st.session_state.get("_url_loaded_app"):
     values, notices = decode_keys(ui.url_query(), ui.APP_URL_KEYS)
@@ -30,7 +31,6 @@ with st.sidebar:
     st.radio("Figure downloads (camera icon)", ui.IMAGE_FORMATS, horizontal=True, key="img_fmt",
              format_func=str.upper, help=f"Charts: {figures.SLIDE_PX[0]}×{figures.SLIDE_PX[1]} pixels, for slides. "
                   f"A mask matrix: at least {figures.SLIDE_PX[1]} pixels tall, laid out as on screen.")
-    ui.page_width_probe()
 top = st.columns([3, 1])  # "Presenter view" fits on two lines in a 1,024-pixel window
 top[1].toggle("Presenter view", key="present", help="Large type, high-contrast colour-blind-safe figures, "
               "side controls folded away (the arrow at the top left opens them). Kept in the page's link.")
@@ -41,3 +41,5 @@ st.html(ui.BASE_CSS)
 if ui.presenter():
     st.html(ui.PRESENTER_CSS)
 nav.run()
+with st.sidebar:  # last: its report reruns the page once it has been drawn (ui.page_width_probe)
+    ui.page_width_probe()

@@ -287,10 +287,12 @@ def presenter() -> bool:
 
 
 # The page's width as the browser draws it, so that figure titles wrap where the column ends rather
-# than at the narrowest column the app could be drawn in (a two-line title took five at 1,400 px).
-# The server cannot know a width, so a script-only component measures the main column and the window
-# (in 20-px steps, on load and on resize) and sends them back when they differ from what the server
-# holds (its `data`), which reruns the page once. Until then, and in AppTest, figures.NARROWEST_PX.
+# than at the narrowest column the app could be drawn in (a two-line title took three to five at 1,400
+# px). The server cannot know a width, so a script-only component measures the main column and the
+# window (in 20-px steps, on load and on resize) and sends them when they differ from what the server
+# holds (its `data`), which reruns the page once. It is mounted after the page has run (app.py), so
+# its rerun never cuts a first run short (an interrupted first run lost the link's settings), and a
+# link's notices outlive that rerun (load_url_keys). Until it reports, and in AppTest, NARROWEST_PX.
 _PAGE_WIDTH_JS = """
 export default function (component) {
   const { setStateValue, data } = component;
@@ -299,6 +301,7 @@ export default function (component) {
   // The observer outlives this call (it fires as the page's height changes too), so it compares with
   // the last width sent as well as with what the server held when it drew the page.
   const held = JSON.stringify(data || {});
+  window.__maskLabWidthHeld = held;  // what the page's last run knew; tests wait for it (web.wait_idle)
   const measure = () => {
     const s = getComputedStyle(main);
     const inner = main.clientWidth - parseFloat(s.paddingLeft) - parseFloat(s.paddingRight);
@@ -316,13 +319,28 @@ export default function (component) {
 }
 """
 _page_width = st.components.v2.component("mask_lab_page_width", js=_PAGE_WIDTH_JS)
-PAGE_WIDTH_KEY = "_page_width"
+_PROBE_KEY = "_page_width_probe"  # the component's own state (dropped in a run that does not mount it)
+PAGE_WIDTH = "_page_width"  # {"main_px", "window_px"}: the last width the browser reported
+_PROBE_RERUN, _RUN_BY_PROBE = "_probe_rerun", "_run_by_probe"
+
+
+def _width_reported() -> None:
+    st.session_state[PAGE_WIDTH] = dict(st.session_state[_PROBE_KEY].get("width") or {})
+    st.session_state[_PROBE_RERUN] = True
+
+
+def begin_run() -> None:
+    """Note whether this run is the width probe's (its callback runs before the script): app.py, first."""
+    st.session_state[_RUN_BY_PROBE] = st.session_state.pop(_PROBE_RERUN, False)
+
+
+def run_by_probe() -> bool:
+    return bool(st.session_state.get(_RUN_BY_PROBE))
 
 
 def page_width_probe() -> None:
-    """Mount the width probe (app.py, once a run, in the sidebar where its empty element takes no room)."""
-    held = st.session_state.get(PAGE_WIDTH_KEY) or {}
-    _page_width(key=PAGE_WIDTH_KEY, data=dict(held.get("width") or {}), on_width_change=lambda: None,
+    """Mount the width probe: app.py, in the sidebar (its empty element takes no room), after the page."""
+    _page_width(key=_PROBE_KEY, data=st.session_state.get(PAGE_WIDTH) or {}, on_width_change=_width_reported,
                 height=0)
 
 
@@ -331,7 +349,7 @@ def column_px(wide: bool) -> int:
     probe; before it has reported, the narrowest such a figure could be (figures.NARROWEST_PX)."""
     from attn.figures import column_px as px
 
-    width = (st.session_state.get(PAGE_WIDTH_KEY) or {}).get("width") or {}
+    width = st.session_state.get(PAGE_WIDTH) or {}
     return px(width.get("main_px"), width.get("window_px"), wide, presenter())
 
 
@@ -411,15 +429,20 @@ def load_url_keys(page: str, parsers: dict, quiet=(), synonyms=None) -> list[str
     """Seed widgets from the URL once per session and page; returns notices for refused values
     and near-miss keys. quiet: keys this page may see in a link but does not read now;
     synonyms: {another page's key: this page's key}, hinted like a near miss."""
-    flag = f"_url_loaded_{page}"
+    flag, held = f"_url_loaded_{page}", f"_url_notices_{page}"
     if st.session_state.get(flag):
-        return []  # notices concern the link as opened; they go once the user acts
+        # Notices concern the link as opened; they go once the user acts (the width probe's rerun is no act).
+        if run_by_probe():
+            return st.session_state.get(held, [])
+        st.session_state.pop(held, None)
+        return []
     query = url_query()
     values, notices = decode_keys(query, parsers)
     notices += near_miss_notices(query, set(parsers) | set(APP_URL_KEYS), quiet, synonyms)
     for key, value in values.items():
         st.session_state[key] = value
     st.session_state[flag] = True
+    st.session_state[held] = notices
     return notices
 
 

@@ -107,9 +107,24 @@ def live_server(log_name: str):
 
 
 
+# Whether the page's width probe (ui.page_width_probe) has nothing left to report: it never ran, never
+# sent, or the page's last run was drawn with what it sent. Until then a rerun is on its way.
+WIDTH_SETTLED_JS = """() => window.__maskLabWidthSent === undefined
+  || window.__maskLabWidthHeld === window.__maskLabWidthSent"""
+
+
 def wait_idle(page) -> None:
-    """Wait until Streamlit's 'Running…' indicator is gone."""
-    page.locator('[data-testid="stStatusWidget"]').first.wait_for(state="hidden", timeout=WAIT_S * 1000)
+    """Wait until Streamlit's 'Running…' indicator is gone, and the rerun the width probe asks for on
+    opening a page (or on a resize) has come and gone too."""
+    status = page.locator('[data-testid="stStatusWidget"]').first
+    status.wait_for(state="hidden", timeout=WAIT_S * 1000)
+    if not page.evaluate(WIDTH_SETTLED_JS):
+        try:  # bounded: a run that stops early (st.stop) never mounts the probe to say it has the width
+            page.wait_for_function(WIDTH_SETTLED_JS, timeout=20_000)
+        except Exception:
+            pass
+        status.wait_for(state="hidden", timeout=WAIT_S * 1000)
+        page.wait_for_timeout(1000)  # the rerun's figures (titles wrapped anew) are laid out a frame or two later
 
 
 def wait_figure(page, check, what: str, key: str = "fig_a") -> dict:
