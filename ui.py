@@ -371,14 +371,16 @@ def prepare(fig, wide: bool = False):
 def plot(fig, key: str | None = None, filename: str = "figure", wide: bool = False, prepared: bool = False) -> None:
     """Every figure goes through here: prepare() (unless the page did, to align figures side by side),
     and the modebar camera downloads it at slide resolution in the format chosen in the sidebar."""
-    from attn.figures import box_fit, slide_image_options
+    # The download's scale keeps the narrowest column (not the measured one): a square's box may be
+    # narrower than column_px says (a container's padding), and its download must still be 1080 tall.
+    from attn.figures import NARROWEST_PX, box_fit, slide_image_options
 
     if not prepared:
         fig = prepare(fig, wide)
     fmt = st.session_state.get("img_fmt", "png")
     config = PLOT_CONFIG_BASE | {
         "toImageButtonOptions": {"format": fmt, "filename": filename}
-        | slide_image_options(fig, narrowest_px=column_px(wide))
+        | slide_image_options(fig, narrowest_px=NARROWEST_PX[presenter(), wide])
     }
     fit = box_fit(fig)
     if key and fit is not None:

@@ -113,18 +113,22 @@ def word_ticks(labels: list[str], n: int, most: int = 32) -> tuple[list[int], li
 # open (260); across the page, a phone (330). Presenter view folds the sidebar away: 440 and 900 there.
 NARROWEST_PX = {(False, False): 260, (False, True): 330, (True, False): 440, (True, True): 900}
 COLUMN_GAP_PX = 16  # between st.columns at their default gap ("small": 1rem)
+CONTAINER_PAD_PX = 34  # a bordered container's or an expander's padding and border, both sides (Home's example)
 COLUMNS_STACK_BELOW_PX = 640  # a window narrower than this stacks st.columns, each as wide as the page
 
 
 def column_px(main_px: int | None, window_px: int | None, wide: bool, present: bool = False) -> int:
-    """The width a figure is drawn at, in px, given the page's main column (`main_px`) and the window as
-    the browser measured them: the whole column when `wide` or when the window stacks columns, else half
-    of it less the gap. Unmeasured (None): the narrowest it could be drawn, NARROWEST_PX."""
+    """The width a figure is drawn at, at most, in px, given the page's main column (`main_px`) and the
+    window as the browser measured them: the whole column when `wide` or when the window stacks columns,
+    else half of it less the gap; less a container's padding in either case (a figure may sit in one:
+    Home's example, an expander), so that a title wrapped to it fits. Unmeasured (None): the narrowest
+    it could be drawn, NARROWEST_PX."""
     if not main_px:
         return NARROWEST_PX[present, wide]
+    inner = int(main_px) - CONTAINER_PAD_PX
     if wide or (window_px is not None and window_px < COLUMNS_STACK_BELOW_PX):
-        return int(main_px)
-    return max(int(main_px - COLUMN_GAP_PX) // 2, 1)
+        return max(inner, 1)
+    return max((inner - COLUMN_GAP_PX) // 2, 1)
 
 
 _TAG = re.compile(r"(<[^>]*>|&[#\w]+;)")

@@ -39,3 +39,22 @@ def test_every_page_shares_its_view(script, query, expected):
     got = {k: v[0] for k, v in parse_qs(urlsplit(link).query).items()}
     assert expected.items() <= got.items(), got
     assert got.get("present") == "1"  # the presenter view travels with the link
+
+
+def test_a_links_notices_outlive_the_width_probes_rerun_and_go_when_the_user_acts():
+    # The browser's width report (ui.page_width_probe) reruns a page once it is drawn. AppTest has no
+    # browser, so its callback's flag is set by hand; the run after it must still show what was wrong
+    # with the link, and the next run (a user's act) must not. Also checks that the rerun keeps the
+    # link's settings.
+    at = AppTest.from_file(str(APP), default_timeout=300)
+    at.query_params.update({"w": "zz", "layers": "3"})
+    at.run()
+    notices = [w.value for w in at.warning if "Ignored URL parameter" in w.value]
+    assert len(notices) == 1 and "w" in notices[0], [w.value for w in at.warning]
+    at.session_state["_probe_rerun"] = True  # what ui._width_reported leaves for the next run
+    at.run()
+    assert [w.value for w in at.warning if "Ignored URL parameter" in w.value] == notices
+    assert at.slider(key="layers").value == 3
+    at.run()
+    assert not [w.value for w in at.warning if "Ignored URL parameter" in w.value]
+    assert at.slider(key="layers").value == 3 and not at.exception
