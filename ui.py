@@ -29,7 +29,8 @@ from attn.state import (INT_MAX, decode_keys, encode_view, format_int_list, near
                         parse_int_list, view_parsers)
 from attn.text import markdown_literal, share_text
 
-PLOT_CONFIG_BASE = {"displaylogo": False}
+# Box zoom, pan and reset stay; zoom in/out and autoscale repeat them and widened the toolbar over titles.
+PLOT_CONFIG_BASE = {"displaylogo": False, "modeBarButtonsToRemove": ["zoomIn2d", "zoomOut2d", "autoScale2d"]}
 # The camera button's format (sidebar choice); its size: attn.figures.SLIDE_PX and slide_image_options.
 IMAGE_FORMATS = ("png", "svg")
 # URL keys of the whole app (read once by app.py), which any page's link may carry.

@@ -112,6 +112,9 @@ def word_ticks(labels: list[str], n: int, most: int = 32) -> tuple[list[int], li
 # The narrowest a figure is drawn, in px: in a half-width column, a 1,024-pixel window with the sidebar
 # open (260); across the page, a phone (330). Presenter view folds the sidebar away: 440 and 900 there.
 NARROWEST_PX = {(False, False): 260, (False, True): 330, (True, False): 440, (True, True): 900}
+# Plotly's toolbar, shown while the pointer is on a figure, across its top right: five 28-px buttons
+# (camera, zoom, pan, reset, and Streamlit's full screen; ui.PLOT_CONFIG_BASE removes the rest).
+MODEBAR_PX = 5 * 28 + 10
 COLUMN_GAP_PX = 16  # between st.columns at their default gap ("small": 1rem)
 CONTAINER_PAD_PX = 34  # a bordered container's or an expander's padding and border, both sides (Home's example)
 COLUMNS_STACK_BELOW_PX = 640  # a window narrower than this stacks st.columns, each as wide as the page
@@ -136,10 +139,11 @@ _CHAR_EM = 0.48  # an average character of Plotly's Open Sans is 0.43-0.45 em wi
 _LINE_SPACING = 1.3  # plotly.js's line height for multi-line text, in ems
 
 
-def _wrap_line(line: str, chars: int) -> list[str]:
+def _wrap_line(line: str, chars: int, first_chars: int | None = None) -> list[str]:
     """Break one line of Plotly's pseudo-HTML at spaces into lines of at most `chars` visible
-    characters. Tags count nothing and entities one; a tag open at a break (<sup>) is closed before
-    the <br> and opened again after it, since Plotly does not carry styles across lines."""
+    characters (the first at most `first_chars`, when given). Tags count nothing and entities one; a
+    tag open at a break (<sup>) is closed before the <br> and opened again after it, since Plotly does
+    not carry styles across lines."""
     words, word, width = [], [], 0  # word: its pieces (text, tags, entities); width: its visible characters
     for piece in _TAG.split(line):
         if not piece:
@@ -160,7 +164,7 @@ def _wrap_line(line: str, chars: int) -> list[str]:
     words.append(("".join(word), width))
     out, current, used = [], "", -1
     for text, width in words:
-        if current and used + 1 + width > chars:
+        if current and used + 1 + width > (chars if out or first_chars is None else first_chars):
             out.append(current)
             current, used = text, width
         else:
@@ -183,8 +187,8 @@ def _wrap_line(line: str, chars: int) -> list[str]:
 
 
 def fit_title(fig: go.Figure, width_px: int = NARROWEST_PX[False, False], copy: bool = False) -> go.Figure:
-    """Wrap a figure's title at spaces so that each line fits a figure `width_px` wide: Plotly clips
-    a long title instead of wrapping it, and the server cannot know how wide a column is drawn. The
+    """Wrap a figure's title at spaces so that each line fits a figure `width_px` wide (Plotly clips
+    a long title instead of wrapping it; ui.column_px says how wide the browser draws it). The
     margin above the plot and the figure's height grow by the lines added, so the plot keeps its size.
     Returns fig itself when its title fits; else fig changed in place, or with `copy` a changed copy
     (a cached figure stays as it was; through a dict, 7× faster than go.Figure(fig) for a 512² matrix)."""
@@ -198,11 +202,15 @@ def fit_title(fig: go.Figure, width_px: int = NARROWEST_PX[False, False], copy: 
     # A chart's ticks may be longer than a matrix's positions ("1.5M", "100%"): 72 px at least.
     left = max(_left_margin_px(fig), 6 * (fig.layout.font.size or 12)) if title.xref != "container" else 0
     room_px = max(width_px - left, 80)
+    # The first line shares its row with the toolbar a pointer on the figure shows (MODEBAR_PX), so it
+    # ends before it, where that leaves it half the room or more; in a narrower figure it may run under.
+    first_px = room_px - MODEBAR_PX if room_px - MODEBAR_PX >= room_px / 2 else room_px
     given = re.split(r"<br\s*/?>", title.text, flags=re.I)
     lines = []
-    for line in given:
+    for i, line in enumerate(given):
         small = re.match(r"\s*<su[bp]>", line, flags=re.I) is not None  # sub/superscript: 70% type
-        lines += _wrap_line(line, int(room_px / (_CHAR_EM * size * (0.7 if small else 1.0))))
+        em_px = _CHAR_EM * size * (0.7 if small else 1.0)
+        lines += _wrap_line(line, int(room_px / em_px), int(first_px / em_px) if i == 0 else None)
     added = len(lines) - len(given)
     if not added:
         return fig

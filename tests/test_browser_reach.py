@@ -261,13 +261,21 @@ def test_titles_wrap_at_the_measured_column_and_follow_a_resize(server, page):
     where its column ends. At 1,400 px a half column is 462 px (445 once a container's padding is
     allowed for): at 0.45 em a character of 16.8-px type (7.6 px), "Tokens that can influence token
     255, after each layer" (54 characters) needs two lines, where wrapping for the narrowest column
-    (260 px) gave three. A 660-px window leaves about 306 px, so the break moves left. Every line stays inside its figure, and the page settles: the probe
+    (260 px) gave three. A 660-px window leaves about 306 px, so the title is wrapped anew. Every line stays inside its figure, and the page settles: the probe
     reruns it once, not in a loop."""
     frames = []
     page.on("websocket", lambda ws: ws.on("framesent", lambda f: frames.append(time.monotonic())))
     page.goto(f"{server}/receptive-field")
     wide = wait_reach_title(page, lambda lines: len(lines) == 2, "took two lines")
     assert wide["over"] <= 0, wide
+    # The toolbar a pointer brings up sits right of the first line, not over it.
+    chart = page.locator(".js-plotly-plot").first
+    chart.hover()
+    page.wait_for_timeout(300)
+    clear = page.evaluate("""() => { const g = document.querySelector('.js-plotly-plot');
+      const bar = g.querySelector('.modebar').getBoundingClientRect(), first = g.querySelector('.gtitle tspan.line');
+      return [Math.round(first.getBoundingClientRect().right), Math.round(bar.left), bar.width]; }""")
+    assert clear[2] > 0 and clear[0] < clear[1], f"first title line ends at {clear[0]} px, the toolbar starts at {clear[1]}"
     wait_idle(page)
     page.wait_for_timeout(1500)
     settled = len(frames)
@@ -275,7 +283,7 @@ def test_titles_wrap_at_the_measured_column_and_follow_a_resize(server, page):
     page.wait_for_timeout(4000)
     assert len(frames) == settled, f"the page kept sending to the server: {len(frames) - settled} messages in 4 s"
     page.set_viewport_size({"width": 660, "height": 1500})
-    narrow = wait_reach_title(page, lambda lines: len(lines[0]) < len(wide["lines"][0]), "broke earlier")
+    narrow = wait_reach_title(page, lambda lines: lines != wide["lines"], "was wrapped anew")
     assert narrow["over"] <= 0, narrow
     assert_clean(page)
     screenshot(page, "reach_title_660.png")
