@@ -76,6 +76,7 @@ def test_home_example_export_and_cards(server, page):
         if viewport == 3840:
             page.set_viewport_size({"width": 3840, "height": 1500})
             page.wait_for_function(f"() => ({width_js})() > {narrow_px} * 1.5", timeout=WAIT_S * 1000)
+            wait_idle(page)  # the resize's rerun (titles wrapped for the new width) redraws the figure
         width_px, height_px, side_px = shown = page.evaluate(shown_js)
         with Image.open(download_figure(page, "png")) as im:
             scale = im.size[1] / height_px

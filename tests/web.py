@@ -107,10 +107,12 @@ def live_server(log_name: str):
 
 
 
-# Whether the page's width probe (ui.page_width_probe) has nothing left to report: it never ran, never
-# sent, or the page's last run was drawn with what it sent. Until then a rerun is on its way.
-WIDTH_SETTLED_JS = """() => window.__maskLabWidthSent === undefined
-  || window.__maskLabWidthHeld === window.__maskLabWidthSent"""
+# Whether the page's width probe (ui.page_width_probe) has nothing left to report: it is not on the page
+# (a run that stopped early), or its script has run and either sent nothing or the page's last run was
+# drawn with what it sent. Until then a rerun is on its way. Its script loads after its element.
+WIDTH_SETTLED_JS = """() => !document.querySelector('.st-key-_page_width_probe')
+  || (window.__maskLabWidthHeld !== undefined && (window.__maskLabWidthSent === undefined
+      || window.__maskLabWidthHeld === window.__maskLabWidthSent))"""
 
 
 def wait_idle(page) -> None:
