@@ -202,15 +202,19 @@ def fit_title(fig: go.Figure, width_px: int = NARROWEST_PX[False, False], copy: 
     # A chart's ticks may be longer than a matrix's positions ("1.5M", "100%"): 72 px at least.
     left = max(_left_margin_px(fig), 6 * (fig.layout.font.size or 12)) if title.xref != "container" else 0
     room_px = max(width_px - left, 80)
-    # The first line shares its row with the toolbar a pointer on the figure shows (MODEBAR_PX), so it
-    # ends before it, where that leaves it half the room or more; in a narrower figure it may run under.
-    first_px = room_px - MODEBAR_PX if room_px - MODEBAR_PX >= room_px / 2 else room_px
     given = re.split(r"<br\s*/?>", title.text, flags=re.I)
     lines = []
     for i, line in enumerate(given):
         small = re.match(r"\s*<su[bp]>", line, flags=re.I) is not None  # sub/superscript: 70% type
         em_px = _CHAR_EM * size * (0.7 if small else 1.0)
-        lines += _wrap_line(line, int(room_px / em_px), int(first_px / em_px) if i == 0 else None)
+        wrapped = _wrap_line(line, int(room_px / em_px))
+        # The first line shares its row with the toolbar a pointer on the figure brings up (MODEBAR_PX):
+        # it ends before it where that costs no extra line (the words only move down) and leaves it half
+        # the room or more. Otherwise the toolbar may cover its end while the pointer is there.
+        if i == 0 and len(wrapped) > 1 and room_px - MODEBAR_PX >= room_px / 2:
+            clear = _wrap_line(line, int(room_px / em_px), int((room_px - MODEBAR_PX) / em_px))
+            wrapped = clear if len(clear) == len(wrapped) else wrapped
+        lines += wrapped
     added = len(lines) - len(given)
     if not added:
         return fig

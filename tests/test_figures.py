@@ -434,18 +434,21 @@ def test_column_px_from_the_measured_page():
             assert figures.column_px(None, None, wide, present) == figures.NARROWEST_PX[present, wide]
 
 
-def test_fit_title_keeps_the_first_line_clear_of_the_toolbar_where_there_is_room():
-    title = ("Tokens that can influence token 255, after each layer, in a window of 4,096 tokens, with four "
-             "global tokens at the start of the sequence")
+def test_fit_title_keeps_the_first_line_clear_of_the_toolbar_where_it_costs_no_line():
     px_per_char = 0.48 * 12 * 1.4  # the 0.48-em estimate of a character of the 16.8-px title type
-    for width_px, reserved in ((445, True), (900, True), (260, False)):
-        fig = go.Figure(layout=dict(title=dict(text=title, x=0), margin=dict(l=60, t=50), height=400))
+
+    def wrap(text, width_px):
+        fig = go.Figure(layout=dict(title=dict(text=text, x=0), margin=dict(l=60, t=50), height=400))
         lines = figures.fit_title(fig, width_px).layout.title.text.split("<br>")
-        assert " ".join(lines) == title
-        room = width_px - 72
-        first = len(lines[0]) * px_per_char
-        if reserved:  # the toolbar's 150 px at the top right stay free on the first line only
-            assert first <= room - figures.MODEBAR_PX and len(lines[0]) + 1 + len(lines[1].split()[0]) > (room - figures.MODEBAR_PX) / px_per_char
-            assert all(len(line) * px_per_char <= room for line in lines[1:])
-        else:  # 260 px: too narrow to give up 150 px; the first line takes the whole room
-            assert first > room - figures.MODEBAR_PX and first <= room
+        assert " ".join(lines) == text
+        return lines, width_px - 72  # the room after the y axis, at 12-px type
+
+    # Two lines either way at 445 px (46 characters a line): the break moves left of the toolbar.
+    lines, room = wrap("Tokens that can influence token 255, after each layer", 445)
+    assert lines == ["Tokens that can influence", "token 255, after each layer"]
+    assert len(lines[0]) * px_per_char <= room - figures.MODEBAR_PX
+    # One line as it is (35 characters): not split for a toolbar that shows only under the pointer.
+    assert wrap("KV cache vs context (batch 8, bf16)", 445)[0] == ["KV cache vs context (batch 8, bf16)"]
+    # 260 px: too narrow to give up 150 px; the first line takes the whole room.
+    lines, room = wrap("Tokens that can influence token 255, after each layer", 260)
+    assert len(lines[0]) * px_per_char > room - figures.MODEBAR_PX and all(len(t) * px_per_char <= room for t in lines)
