@@ -55,12 +55,21 @@ def test_model_shape_and_kv_groups_match_repeat_kv(lm):
     assert sorted(h for g in info.kv_groups for h in g) == list(range(9))
 
 
+# fp32 logits (|logit| up to 34) after 30 layers: one call differs by up to 6.5e-5 between torch
+# thread counts on this machine, and the default and custom paths differed by 3.6e-3 once on CI's two
+# cores (1e-4 failed there); a mask wrong by a single pair moves them by 4.8 (checked below).
+LOGIT_TOL = 1e-2
+
+
 def test_full_causal_custom_mask_reproduces_default_logits(story_ids):
     default = model.logits(story_ids)  # the model's own causal mask
     custom = model.logits(story_ids, masks.causal())  # our float additive 4D mask
-    assert (default - custom).abs().max().item() <= 1e-4
+    assert (default - custom).abs().max().item() <= LOGIT_TOL
     stacked = model.logits(story_ids, masks.LayerStack("causal", (masks.causal(),), 30))  # layered function
-    assert (default - stacked).abs().max().item() <= 1e-4
+    assert (default - stacked).abs().max().item() <= LOGIT_TOL
+    # The tolerance still sees one pair: a window of N - 1 masks only the last query's key 0.
+    one_pair = model.logits(story_ids, masks.sliding_window(len(story_ids) - 1))
+    assert (default - one_pair).abs().max().item() > 100 * LOGIT_TOL
 
 
 def test_boolean_mask_would_be_misread_by_eager(lm, story_ids):
