@@ -261,8 +261,8 @@ def test_titles_wrap_at_the_measured_column_and_follow_a_resize(server, page):
     where its column ends. At 1,400 px a half column is 462 px (445 once a container's padding is
     allowed for): at 0.45 em a character of 16.8-px type (7.6 px), "Tokens that can influence token
     255, after each layer" (54 characters) needs two lines, where wrapping for the narrowest column
-    (260 px) gave three. A 660-px window leaves about 306 px, so the title is wrapped anew. Every line stays inside its figure, and the page settles: the probe
-    reruns it once, not in a loop."""
+    (260 px) gave three. A 660-px window leaves about 306 px, so the title is wrapped anew. Every line
+    stays inside its figure, and the page settles: the probe reruns it once, not in a loop."""
     frames = []
     page.on("websocket", lambda ws: ws.on("framesent", lambda f: frames.append(time.monotonic())))
     page.goto(f"{server}/receptive-field")
