@@ -288,7 +288,8 @@ def presenter() -> bool:
 
 
 # The page's width as the browser draws it, so that figure titles wrap where the column ends rather
-# than at the narrowest column the app could be drawn in (at 1,400 px a two-line title took three). The server cannot know a width, so a script-only component measures the main column and the
+# than at the narrowest column the app could be drawn in (at 1,400 px a two-line title took three).
+# The server cannot know a width, so a script-only component measures the main column and the
 # window (in 20-px steps, on load and on resize) and sends them when they differ from what the server
 # holds (its `data`), which reruns the page once. It is mounted after the page has run (app.py), so
 # its rerun never cuts a first run short (an interrupted first run lost the link's settings), and a
