@@ -55,10 +55,11 @@ def test_model_shape_and_kv_groups_match_repeat_kv(lm):
     assert sorted(h for g in info.kv_groups for h in g) == list(range(9))
 
 
-# fp32 logits (|logit| up to 34) after 30 layers: one call differs by up to 6.5e-5 between torch
-# thread counts on this machine, and the default and custom paths differed by 3.6e-3 once on CI's two
-# cores (1e-4 failed there); a mask wrong by a single pair moves them by 4.8 (checked below).
-LOGIT_TOL = 1e-2
+# The default and custom causal paths run bit-identical here (0.0 apart, at 1 or 2 threads, before and
+# after a flex compile). In 2 of 7 full fresh-clone runs on 2026-12-04 they were 3.6e-3 and 1.2e-2 apart:
+# a state leak between tests not yet found, left visible rather than tolerated. A mask wrong by a
+# single pair moves the logits by 4.8 (checked below).
+LOGIT_TOL = 1e-4
 
 
 def test_full_causal_custom_mask_reproduces_default_logits(story_ids):
